@@ -1,0 +1,201 @@
+"""What every command shares: one-line errors and exit codes, common options, output helpers.
+
+Nothing here imports numpy, Pillow, torch or a face backend: ``faceid --help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from typer.core import TyperGroup
+
+from ..config import DEBUG_ENV, FACE_BACKEND_ENV, INSIGHTFACE_ROOT_ENV, MAX_PIXELS_ENV
+
+T = TypeVar("T")
+BACKEND_NAMES = ("auto", "insightface", "dlib")
+INSIGHTFACE_PACKS = ("antelopev2", "buffalo_l")
+
+
+def _debug_requested(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def print_error(message: str) -> None:
+    """``Error: ...`` on stderr, on one line."""
+    sys.stderr.write(f"Error: {_one_line(message)}\n")
+    sys.stderr.flush()
+
+
+class FaceIDGroup(TyperGroup):
+    """Runs the commands and turns every failure into one line on stderr and the spec's exit code.
+
+    0 success; 1 the work failed on valid arguments (library ``FaceIDError``, unexpected errors);
+    2 invalid invocation (usage errors, ``InvalidArgumentError``); 130 interrupted. ``--debug`` (or
+    ``FACEID_DEBUG=1``) adds the traceback.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from ..errors import FaceIDError
+
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = _debug_requested(argv)
+        try:
+            result = super().main(
+                args=argv, prog_name=prog_name, complete_var=complete_var,
+                standalone_mode=False, **extra,
+            )
+            code = result if isinstance(result, int) else 0
+        except FaceIDError as exc:
+            self._show(debug, str(exc))
+            code = exc.exit_code
+        except typer.TyperException as exc:  # click's usage errors: bad option, missing file, ...
+            where = getattr(getattr(exc, "ctx", None), "command_path", None) or "faceid"
+            hint = f" (see '{where} --help')" if getattr(exc, "exit_code", 1) == 2 else ""
+            self._show(debug, exc.format_message() + hint)
+            code = exc.exit_code
+        except typer.Abort:
+            self._show(debug, "aborted")
+            code = 130
+        except KeyboardInterrupt:
+            self._show(debug, "interrupted")
+            code = 130
+        except BrokenPipeError:
+            # `faceid detect ... | head`: the reader left; exit quietly like other shell tools.
+            sys.stderr = open(os.devnull, "w")
+            code = 1
+        except Exception as exc:  # a bug: still one line, the traceback behind --debug
+            self._show(debug, f"unexpected {type(exc).__name__}: {exc} (run with --debug for the "
+                       "traceback and please report it)")
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    @staticmethod
+    def _show(debug: bool, message: str) -> None:
+        if debug and sys.exc_info()[0] is not None:
+            traceback.print_exc()
+        print_error(message)
+
+
+def new_app(**kwargs) -> typer.Typer:
+    """A Typer app with faceid's settings (used for the root and every command group)."""
+    kwargs.setdefault("no_args_is_help", True)
+    kwargs.setdefault("pretty_exceptions_enable", False)
+    # Plain click help: rewrapped paragraphs, literal [brackets], and no rich import at start-up.
+    kwargs.setdefault("rich_markup_mode", None)
+    kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+    return typer.Typer(cls=FaceIDGroup, **kwargs)
+
+
+def complete_backend(incomplete: str) -> list[str]:
+    return [name for name in BACKEND_NAMES if name.startswith(incomplete)]
+
+
+def complete_pack(incomplete: str) -> list[str]:
+    return [name for name in INSIGHTFACE_PACKS if name.startswith(incomplete)]
+
+
+def _check_backend(value: str) -> str:
+    if value not in BACKEND_NAMES:
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(BACKEND_NAMES)}")
+    return value
+
+
+# Options shared by the commands that look at faces.
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")
+]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend", envvar=FACE_BACKEND_ENV, callback=_check_backend,
+        autocompletion=complete_backend,
+        help="Face backend: insightface (local SCRFD + ArcFace pack), dlib (works offline out of "
+        "the box), or auto: insightface when its pack is found, else dlib.",
+    ),
+]
+InsightfaceRootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--insightface-root", envvar=INSIGHTFACE_ROOT_ENV, file_okay=False,
+        help="Folder holding insightface packs (default ~/.insightface/models).",
+    ),
+]
+PackOption = Annotated[
+    str | None,
+    typer.Option(
+        "--insightface-pack", autocompletion=complete_pack,
+        help="insightface pack to use: antelopev2 or buffalo_l (default: the first found).",
+    ),
+]
+MaxPixelsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels", envvar=MAX_PIXELS_ENV, min=1,
+        help="Refuse images larger than this many pixels before decoding them [default: 50000000].",
+    ),
+]
+DetectionSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--detection-size", min=64,
+        help="Long side the detector sees; larger finds smaller faces, slower "
+        "[default: dlib 1024, insightface 640].",
+    ),
+]
+
+
+def analyzer_options(insightface_root, insightface_pack, detection_size):
+    from ..faces.analyzer import AnalyzerOptions
+
+    return AnalyzerOptions(
+        insightface_root=insightface_root,
+        insightface_pack=insightface_pack,
+        detection_size=detection_size,
+    )
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    """A human remark on stderr (which backend, where files went); never on stdout."""
+    stderr_console().print(message, style="dim", markup=False)
+
+
+def progress(items: Iterable[T], description: str, *, total: int | None = None,
+             enabled: bool = True) -> Iterator[T]:
+    """Iterate with a progress bar on an interactive terminal (stderr); plain iteration otherwise."""
+    console = stderr_console()
+    if not enabled or not console.is_terminal:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=description, total=total, console=console, transient=True)

@@ -1,0 +1,30 @@
+"""Helpers the tests share: running the CLI, building bad image files."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from faceid_cli.cli import app
+
+
+def run_cli(*args: str, input: str | None = None):
+    """Invoke ``faceid ARGS`` in-process; stdout and stderr stay separate."""
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def assert_one_line_error(result, code: int, *fragments: str) -> str:
+    """The spec's failure shape: exit ``code``, one ``Error:`` line on stderr, no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    error_lines = [line for line in lines if line.startswith("Error: ")]
+    assert len(error_lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    for fragment in fragments:
+        assert fragment in error_lines[0], (fragment, error_lines[0])
+    return error_lines[0]
+
+
+def parse_json(result) -> dict:
+    return json.loads(result.stdout)
