@@ -82,6 +82,19 @@ class FaceIDGroup(TyperGroup):
             sys.exit(code)
         return code
 
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None and not getattr(option, "_faceid_plain", False):
+            # Typer coerces an absent flag's value through pydantic, whose import costs ~130 ms;
+            # `faceid CMD --help` would pay it for the root's unused --help. A flag is a bool.
+            def process_value(ctx, value, option=option):
+                value = bool(value)
+                return option.callback(ctx, option, value) if option.callback else value
+
+            option.process_value = process_value
+            option._faceid_plain = True
+        return option
+
     @staticmethod
     def _show(debug: bool, message: str) -> None:
         if debug and sys.exc_info()[0] is not None:
@@ -92,6 +105,8 @@ class FaceIDGroup(TyperGroup):
 def new_app(**kwargs) -> typer.Typer:
     """A Typer app with faceid's settings (used for the root and every command group)."""
     kwargs.setdefault("no_args_is_help", True)
+    # Completion scripts ship in completions/ (Typer's --install-completion options cost start-up).
+    kwargs.setdefault("add_completion", False)
     kwargs.setdefault("pretty_exceptions_enable", False)
     # Plain click help: rewrapped paragraphs, literal [brackets], and no rich import at start-up.
     kwargs.setdefault("rich_markup_mode", None)
