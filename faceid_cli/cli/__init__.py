@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import faces
+from . import faces, generate, models
 from ._common import new_app
 
 app = new_app(
@@ -19,6 +19,8 @@ app = new_app(
     "face detection and comparison, identity files, batch jobs, training and evaluation.",
 )
 app.add_typer(faces.app)
+app.add_typer(generate.app)
+app.add_typer(models.app)
 
 
 def _show_version(value: bool) -> None:

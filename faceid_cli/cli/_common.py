@@ -6,10 +6,12 @@ Nothing here imports numpy, Pillow, torch or a face backend: ``faceid --help`` m
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,6 +33,25 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class _WarningLine(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"{record.levelname.capitalize()}: {_one_line(record.getMessage())}\n")
+
+
+def configure_logging(debug: bool) -> None:
+    """faceid's warnings as one ``Warning: ...`` line on stderr; the model libraries' chatter
+    (set through their environment variables, so nothing is imported here) only with --debug."""
+    logger = logging.getLogger("faceid_cli")
+    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
+        logger.addHandler(_WarningLine())
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
+    level = "info" if debug else "error"
+    for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        os.environ.setdefault(variable, level)
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
 def print_error(message: str) -> None:
     """``Error: ...`` on stderr, on one line."""
     sys.stderr.write(f"Error: {_one_line(message)}\n")
@@ -50,6 +71,7 @@ class FaceIDGroup(TyperGroup):
 
         argv = list(sys.argv[1:] if args is None else args)
         debug = _debug_requested(argv)
+        configure_logging(debug)
         try:
             result = super().main(
                 args=argv, prog_name=prog_name, complete_var=complete_var,
@@ -202,6 +224,21 @@ def stderr_console():
 def note(message: str) -> None:
     """A human remark on stderr (which backend, where files went); never on stdout."""
     stderr_console().print(message, style="dim", markup=False)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, *, enabled: bool = True) -> Iterator[Callable[[], None]]:
+    """Yield an ``advance()`` callable that moves a progress bar on an interactive terminal."""
+    console = stderr_console()
+    if not enabled or not console.is_terminal:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
 
 
 def progress(items: Iterable[T], description: str, *, total: int | None = None,

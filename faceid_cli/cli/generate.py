@@ -1,0 +1,210 @@
+"""``faceid encode`` and ``faceid generate``: identities and images of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import (
+    BackendOption,
+    DetectionSizeOption,
+    InsightfaceRootOption,
+    JsonOption,
+    MaxPixelsOption,
+    PackOption,
+    analyzer_options,
+    new_app,
+    note,
+    print_json,
+    progress_bar,
+    stdout_console,
+)
+
+app = new_app()
+
+KNOWN_MODELS = ("tiny", "tiny-xl", "sd21-base", "sd15", "sdxl")
+SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++sde",
+                   "unipc", "ddpm")
+METHOD_NAMES = ("m2", "clip-image", "none")
+
+
+def complete_model(incomplete: str) -> list[str]:
+    return [name for name in KNOWN_MODELS if name.startswith(incomplete)]
+
+
+def complete_scheduler(incomplete: str) -> list[str]:
+    return [name for name in SCHEDULER_NAMES if name.startswith(incomplete)]
+
+
+def complete_method(incomplete: str) -> list[str]:
+    return [name for name in METHOD_NAMES if name.startswith(incomplete)]
+
+
+def _one_of(names):
+    def check(value):
+        if value not in names:
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(names)}")
+        return value
+
+    return check
+
+
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", envvar="FACEID_MODEL", autocompletion=complete_model,
+                      help="tiny, tiny-xl (built-in random models for smoke runs), sd21-base, sd15, sdxl, "
+                      "a diffusers repo id, a local folder or a .safetensors file.")
+]
+EncoderOption = Annotated[
+    Path | None, typer.Option("--encoder", envvar="FACEID_ENCODER",
+                              help="Identity encoder checkpoint (folder or .safetensors). Required for real "
+                              "models; the tiny models use a seeded random encoder.")
+]
+MethodOption = Annotated[
+    str, typer.Option("--method", callback=_one_of(METHOD_NAMES), autocompletion=complete_method,
+                      help="m2 (DreamIdentity's encoder), clip-image (the paper's CLIP baseline) or none "
+                      "(S* becomes 'a person').")
+]
+FaceIndexOption = Annotated[
+    int, typer.Option("--face-index", min=0, help="Which face of the photo, largest first (see detect).")
+]
+IdentityTokenOption = Annotated[
+    str, typer.Option("--identity-token", help="The word in prompts that stands for the person.")
+]
+
+
+@app.command()
+def encode(
+    faces: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FACE",
+                                                help="One or more photos of one person.")],
+    output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False,
+                                         help="Identity file to write (.safetensors).")],
+    model: ModelOption = "tiny",
+    encoder: EncoderOption = None,
+    method: MethodOption = "m2",
+    face_index: FaceIndexOption = 0,
+    json_output: JsonOption = False,
+    backend: BackendOption = "auto",
+    insightface_root: InsightfaceRootOption = None,
+    insightface_pack: PackOption = None,
+    detection_size: DetectionSizeOption = None,
+    max_pixels: MaxPixelsOption = None,
+) -> None:
+    """Encode a face once into an identity file, to generate with it many times.
+
+    Several photos of the same person are fused: their encoder features are averaged before the
+    projection to pseudo-words. The file records the encoder, the model family, the source photos'
+    hashes and face boxes.
+    """
+    from ..errors import InvalidArgumentError
+    from ..faces import load_analyzer
+    from ..pipeline_faceid import encode_identity, load_identity_encoder
+
+    if output.suffix != ".safetensors":
+        raise InvalidArgumentError(f"identity file '{output}' must end in .safetensors", "e.g. -o me.safetensors")
+    identity_encoder = load_identity_encoder(model, encoder, method)
+    analyzer = load_analyzer(backend, analyzer_options(insightface_root, insightface_pack, detection_size))
+    timings: dict = {}
+    identity = encode_identity(identity_encoder, analyzer, faces, method=method, face_index=face_index,
+                               max_pixels=max_pixels, timings=timings)
+    identity.save(output)
+    if json_output:
+        print_json({"identity": str(output), "identity_hash": identity.hash,
+                    "base_family": identity.metadata["base_family"], "num_words": identity.num_words,
+                    "word_dims": list(identity.word_dims), "encoder": identity_encoder.name,
+                    "sources": identity.metadata["sources"], "seconds": timings})
+        return
+    note(f"face backend: {analyzer.description}")
+    stdout_console().print(
+        f"wrote {output}  ({identity.metadata['base_family']}, {identity.num_words} words, "
+        f"{len(faces)} photo{'s' if len(faces) != 1 else ''}, identity {identity.hash})"
+    )
+
+
+@app.command()
+def generate(
+    face: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FACE|ID",
+                                         help="A photo of the person, or an identity file from 'faceid encode'.")],
+    prompt: Annotated[str, typer.Argument(help="What to generate; S* stands for the person: 'S* as a chef'.")],
+    num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="How many images.")] = 1,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**63 - 1,
+                                             help="Seed of the first image; image i uses seed+i "
+                                             "[default: random, recorded in the files].")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")] = 30,
+    guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")] = 7.5,
+    scheduler: Annotated[str, typer.Option("--scheduler", callback=_one_of(SCHEDULER_NAMES),
+                                           autocompletion=complete_scheduler,
+                                           help=f"Sampler: {', '.join(SCHEDULER_NAMES)}.")] = "ddim",
+    height: Annotated[int | None, typer.Option("--height", min=8, help="Image height, a multiple of 8 "
+                                               "[default: the model's native size].")] = None,
+    width: Annotated[int | None, typer.Option("--width", min=8, help="Image width, a multiple of 8 "
+                                              "[default: the model's native size].")] = None,
+    negative_prompt: Annotated[str, typer.Option("--negative-prompt", help="What to steer away from.")] = "",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images rendered at once.")] = 1,
+    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Folder for the images.")] = Path("faceid-out"),
+    name: Annotated[str | None, typer.Option("--name", help="File name stem [default: from the prompt].")] = None,
+    model: ModelOption = "tiny",
+    encoder: EncoderOption = None,
+    method: MethodOption = "m2",
+    face_index: FaceIndexOption = 0,
+    append_identity: Annotated[bool, typer.Option("--append-identity",
+                                                  help="Add ', photo of S*' to a prompt without S*.")] = False,
+    identity_token: IdentityTokenOption = "S*",
+    device: Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16/fp16 on cuda, fp32 on cpu), fp32, fp16, bf16.")] = "auto",
+    allow_download: Annotated[bool, typer.Option("--allow-download",
+                                                 help="Download a missing model from the Hugging Face Hub.")] = False,
+    json_output: JsonOption = False,
+    backend: BackendOption = "auto",
+    insightface_root: InsightfaceRootOption = None,
+    insightface_pack: PackOption = None,
+    detection_size: DetectionSizeOption = None,
+    max_pixels: MaxPixelsOption = None,
+) -> None:
+    """Generate images of the person in FACE (a photo or an identity file) as PROMPT describes.
+
+    Writes NAME-SEED.png files into --out, each with its parameters embedded (a 'parameters' text
+    chunk other diffusion tools read) and a JSON sidecar. The same seed and settings reproduce an
+    image exactly; a photo and the identity file encoded from it give the same images.
+    """
+    from ..conditioning import check_identity_prompt
+    from ..generate import GenerationSettings
+    from ..generate import generate as render
+    from ..identity import is_identity_file
+    from ..models.registry import DTYPES
+    from ..models.schedulers import check_scheduler
+    from ..pipeline_faceid import FaceIDPipeline
+
+    if dtype not in DTYPES:
+        raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(DTYPES)}", param_hint="'--dtype'")
+    check_scheduler(scheduler)
+    if method != "none":
+        prompt = check_identity_prompt(prompt, identity_token, append_identity)
+    if method == "none" and is_identity_file(face):
+        note("--method none ignores the identity file")
+    pipeline = FaceIDPipeline.from_model(
+        model, encoder=encoder, method=method, device=device, dtype=dtype, allow_download=allow_download,
+        face_backend=backend, analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size),
+        identity_token=identity_token,
+    )
+    described = pipeline.describe()
+    if not json_output:
+        note(f"model {described['model']} ({described['family']}) on {described['device']} "
+             f"({described['dtype']}), method {described['method']}"
+             + (f", encoder {described['encoder']}" if described["encoder"] else ""))
+    identity = pipeline.identity_from(face, face_index=face_index, max_pixels=max_pixels)
+    settings = GenerationSettings(
+        prompt=prompt, negative_prompt=negative_prompt, num_images=num_images, seed=seed, steps=steps,
+        guidance=guidance, scheduler=scheduler, height=height, width=width, batch_size=batch_size,
+    )
+    with progress_bar("Generating", total=num_images * steps, enabled=not json_output) as advance:
+        results = render(pipeline, identity, settings, out, name=name, on_step=advance)
+    if json_output:
+        print_json({"images": [str(r.path) for r in results], "seed": settings.seed,
+                    "seeds": [r.seed for r in results], "prompt": prompt,
+                    "identity_hash": identity.hash if identity is not None else None, **described})
+        return
+    console = stdout_console()
+    for result in results:
+        console.print(str(result.path))

@@ -1,0 +1,51 @@
+"""``faceid models``: which models faceid knows, where it looks for them, what it finds."""
+
+from __future__ import annotations
+
+from ._common import InsightfaceRootOption, JsonOption, new_app, print_json, stdout_console
+
+app = new_app()
+
+
+@app.command()
+def models(
+    json_output: JsonOption = False,
+    insightface_root: InsightfaceRootOption = None,
+) -> None:
+    """List the known models, where each is looked for, and whether it is there.
+
+    Nothing is downloaded: repos are looked up in the Hugging Face cache (HF_HOME, HF_HUB_CACHE);
+    face model packs in the insightface folder.
+    """
+    import importlib.util
+
+    from ..faces.backend_insightface import PACKS, default_insightface_root, find_pack
+    from ..models.registry import ALIASES, find_in_cache, hub_cache_dir
+
+    rows = [{"name": name, "kind": "built-in", "location": "built in code (random weights)", "found": True}
+            for name in ("tiny", "tiny-xl")]
+    for alias, repo in ALIASES.items():
+        snapshot = find_in_cache(repo)
+        rows.append({"name": alias, "kind": "diffusion", "location": repo,
+                     "found": snapshot is not None, "path": str(snapshot) if snapshot else None})
+    root = insightface_root or default_insightface_root()
+    dlib_ok = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec(
+        "face_recognition_models") is not None
+    rows.append({"name": "dlib", "kind": "face", "location": "face_recognition_models (PyPI)", "found": dlib_ok})
+    for pack in PACKS:
+        found = find_pack(root, pack)
+        rows.append({"name": f"insightface/{pack}", "kind": "face", "location": str(root / pack),
+                     "found": found is not None, "path": str(found.folder) if found else None})
+    if json_output:
+        print_json({"models": rows, "hf_cache": str(hub_cache_dir()), "insightface_root": str(root)})
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "kind", "looked for in", "found"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["kind"], row["location"], "yes" if row["found"] else "no")
+    console = stdout_console()
+    console.print(table)
+    console.print(f"Hugging Face cache: {hub_cache_dir()}   insightface packs: {root}")

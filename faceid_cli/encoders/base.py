@@ -1,0 +1,176 @@
+"""What identity encoders share: a JSON config that rebuilds the module, safetensors weights, a
+content hash, and the split of their output into one word tensor per text encoder.
+
+A checkpoint is a folder with ``config.json`` and ``model.safetensors`` (the config is also kept in
+the safetensors metadata, so a lone ``.safetensors`` file loads too). Nothing else is ever written;
+pickle checkpoints are only read, with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError, MissingModelError
+from ..images import atomic_output
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ENCODER_TYPES: dict[str, type[IdentityEncoder]] = {}
+
+
+class IdentityEncoder(nn.Module):
+    """Base of the encoders: subclasses define ``encoder_type``, ``config``, ``preprocess``,
+    ``features`` and ``words_from_features``."""
+
+    encoder_type = ""
+    #: side of the aligned face crop the encoder takes, and the ArcFace-template zoom for it
+    crop_size = 112
+    crop_zoom = 1.0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.encoder_type:
+            ENCODER_TYPES[cls.encoder_type] = cls
+
+    def __init__(self):
+        super().__init__()
+        self.name = ""  # set by the loader: where the weights came from
+        self._hash: str | None = None
+
+    # --- what subclasses implement ------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def word_dims(self) -> tuple[int, ...]:
+        return tuple(self.config["word_dims"])
+
+    @property
+    def num_words(self) -> int:
+        return int(self.config["num_words"])
+
+    def preprocess(self, crop) -> torch.Tensor:
+        """An aligned RGB face crop (PIL) to the (3, H, W) tensor ``features`` takes."""
+        raise NotImplementedError
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → (B, F): the identity features that photos of one person are fused over."""
+        raise NotImplementedError
+
+    def words_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, F) → (B, k, sum(word_dims))."""
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------------
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.words_from_features(self.features(pixels))
+
+    def split_words(self, words: torch.Tensor) -> list[torch.Tensor]:
+        """(…, k, sum(dims)) → one (…, k, dim) tensor per text encoder."""
+        return list(torch.split(words, list(self.word_dims), dim=-1))
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the weights as safetensors bytes: the same weights give the same hash."""
+        if self._hash is None:
+            from safetensors.torch import save
+
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            self._hash = hashlib.sha256(save(state, metadata={"config": _dumps(self.config)})).hexdigest()
+        return self._hash
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder`` (atomically each)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        with atomic_output(folder / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"config": _dumps(self.config), "format": "pt"})
+        with atomic_output(folder / CONFIG_NAME) as tmp:
+            tmp.write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+
+def _dumps(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def build_encoder(config: dict) -> IdentityEncoder:
+    """Rebuild an encoder from its config (random weights)."""
+    # importing the modules registers their classes
+    from . import clip_image, m2  # noqa: F401
+
+    kind = config.get("encoder_type")
+    if kind not in ENCODER_TYPES:
+        raise InvalidArgumentError(
+            f"unknown encoder_type {kind!r} in encoder config", f"use one of: {', '.join(ENCODER_TYPES)}"
+        )
+    return ENCODER_TYPES[kind].from_config(config)
+
+
+def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> IdentityEncoder:
+    """Load a checkpoint folder or ``.safetensors`` file written by ``save_pretrained``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if not weights.is_file():
+        raise MissingModelError(
+            f"encoder checkpoint '{path}' not found",
+            "pass a folder with config.json and model.safetensors (see 'faceid train'), or a .safetensors file",
+        )
+    if weights.suffix != ".safetensors":
+        raise InvalidArgumentError(
+            f"encoder checkpoint '{weights}' is not a .safetensors file",
+            "faceid reads encoders only as safetensors + JSON config",
+        )
+    config_file = weights.parent / CONFIG_NAME
+    try:
+        if config_file.is_file():
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        else:
+            with safe_open(str(weights), framework="pt") as handle:
+                config = json.loads((handle.metadata() or {})["config"])
+        state = load_file(str(weights), device="cpu")
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise MissingModelError(
+            f"cannot read encoder checkpoint '{path}': {exc}", "the file is damaged or not an encoder"
+        ) from None
+    encoder = build_encoder(config)
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise MissingModelError(
+            f"encoder checkpoint '{path}' does not match its config "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})",
+            "re-save it with 'faceid train' or fix config.json",
+        )
+    encoder.name = str(path)
+    return encoder.to(device).eval()
+
+
+def read_pickle_state_dict(path: str | os.PathLike) -> dict:
+    """A ``.pt``/``.pth``/``.bin``/``.ckpt`` state dict, read safely (tensors only, no code)."""
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return state
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    return read_pickle_state_dict(path)

@@ -1,0 +1,153 @@
+"""The library's ``generate``: render images of an identity and write them with their parameters.
+
+Each PNG carries a ``parameters`` text chunk in the format other diffusion tools read and write
+(prompt; ``Negative prompt: ...``; ``Steps: 30, Sampler: DDIM, CFG scale: 7.5, Seed: 42, Size:
+512x512, Model: ..., ...``) and a ``faceid`` chunk with the same as JSON; a JSON sidecar beside it
+holds the same document. Files are written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .images import atomic_output
+from .models.schedulers import sampler_label
+
+
+@dataclass
+class GenerationSettings:
+    prompt: str
+    negative_prompt: str = ""
+    num_images: int = 1
+    seed: int | None = None  # None: a random one, recorded in every output
+    steps: int = 30
+    guidance: float = 7.5
+    scheduler: str = "ddim"
+    height: int | None = None
+    width: int | None = None
+    batch_size: int = 1
+
+    def seeds(self) -> list[int]:
+        """Image i uses seed + i, so any one image can be regenerated alone."""
+        if self.seed is None:
+            self.seed = random.SystemRandom().randrange(2**31)
+        return [self.seed + i for i in range(self.num_images)]
+
+
+@dataclass
+class GeneratedImage:
+    path: Path
+    seed: int
+    info: dict = field(repr=False)
+
+    @property
+    def sidecar(self) -> Path:
+        return self.path.with_suffix(".json")
+
+
+def slugify(text: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower().replace("s*", "s")).strip("-")
+    return (slug[:limit].rstrip("-") or "image")
+
+
+def parameters_text(info: dict) -> str:
+    """The ``parameters`` text other diffusion tools read (A1111's layout)."""
+    fields = {
+        "Steps": info["steps"], "Sampler": sampler_label(info["scheduler"]),
+        "CFG scale": info["guidance"], "Seed": info["seed"], "Size": f"{info['width']}x{info['height']}",
+        "Model": info["model"], "Identity": info.get("identity_hash") or "none",
+        "Identity method": info["method"], "Encoder": info.get("encoder") or "none",
+        "Version": f"faceid {__version__}",
+    }
+    body = ", ".join(f"{k}: {_quote(v)}" for k, v in fields.items())
+    lines = [info["prompt"]]
+    if info.get("negative_prompt"):
+        lines.append(f"Negative prompt: {info['negative_prompt']}")
+    lines.append(body)
+    return "\n".join(lines)
+
+
+def _quote(value) -> str:
+    text = str(value)
+    return json.dumps(text) if ("," in text or ":" in text) else text
+
+
+def read_parameters(path: str | os.PathLike) -> dict:
+    """The faceid JSON document embedded in a PNG written by faceid (and its parameters text)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        text = dict(image.text) if hasattr(image, "text") else {}
+    info = json.loads(text["faceid"]) if "faceid" in text else {}
+    info["parameters"] = text.get("parameters")
+    return info
+
+
+def save_generated(image, path: Path, info: dict) -> GeneratedImage:
+    from PIL.PngImagePlugin import PngInfo
+
+    chunk = PngInfo()
+    chunk.add_text("parameters", parameters_text(info))
+    chunk.add_text("faceid", json.dumps(info, sort_keys=True))
+    with atomic_output(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=chunk)
+    sidecar = path.with_suffix(".json")
+    with atomic_output(sidecar) as tmp:
+        tmp.write_text(json.dumps({**info, "image": path.name}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return GeneratedImage(path=path, seed=info["seed"], info=info)
+
+
+def unique_path(folder: Path, stem: str) -> Path:
+    """``folder/stem.png``, or ``stem-2.png``... if taken: generating never overwrites."""
+    candidate, n = folder / f"{stem}.png", 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem}-{n}.png"
+    return candidate
+
+
+def generate(
+    pipeline, identity, settings: GenerationSettings, out_dir: str | os.PathLike, *,
+    name: str | None = None, on_step: Callable[[], None] | None = None,
+    on_image: Callable[[GeneratedImage], None] | None = None,
+) -> list[GeneratedImage]:
+    """Render ``settings.num_images`` images of ``identity`` into ``out_dir``; returns them in order.
+
+    Images are rendered ``batch_size`` at a time and each is written as soon as its batch is done.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = settings.seeds()
+    height = settings.height or pipeline.default_size
+    width = settings.width or pipeline.default_size
+    pipeline.check_inputs(steps=settings.steps, guidance=settings.guidance, height=height, width=width,
+                          batch_size=settings.batch_size, scheduler=settings.scheduler)
+    stem = name or slugify(settings.prompt)
+    base_info = {
+        "prompt": settings.prompt, "negative_prompt": settings.negative_prompt, "steps": settings.steps,
+        "guidance": settings.guidance, "scheduler": settings.scheduler, "height": height, "width": width,
+        "model": pipeline.model_name, "method": pipeline.method,
+        "encoder": pipeline.encoder.name if pipeline.encoder is not None and identity is not None else None,
+        "identity_hash": identity.hash if identity is not None else None,
+        "identity_token": pipeline.identity_token, "faceid_version": __version__,
+        "device": str(pipeline.device), "dtype": str(pipeline.dtype).replace("torch.", ""),
+    }
+    written = []
+    for start in range(0, len(seeds), settings.batch_size):
+        chunk = seeds[start:start + settings.batch_size]
+        images = pipeline(identity, settings.prompt, seeds=chunk, negative_prompt=settings.negative_prompt or None,
+                          steps=settings.steps, guidance=settings.guidance, scheduler=settings.scheduler,
+                          height=height, width=width, batch_size=settings.batch_size, on_step=on_step)
+        for seed, image in zip(chunk, images):
+            result = save_generated(image, unique_path(out_dir, f"{stem}-{seed}"), {**base_info, "seed": seed})
+            written.append(result)
+            if on_image is not None:
+                on_image(result)
+    return written

@@ -1,0 +1,308 @@
+"""FaceIDPipeline: a frozen diffusers SD/SDXL pipeline, an identity encoder and a face analyzer.
+
+``encode`` turns face photos into an :class:`~faceid_cli.identity.Identity` (the pseudo-words);
+calling the pipeline renders a prompt with ``S*`` standing for them. The diffusion model's weights
+and structure are never touched: the words enter through ``prompt_embeds``.
+
+Methods (``method``): ``m2`` (DreamIdentity's M² encoder, the default), ``clip-image`` (the paper's
+CLIP-image baseline: one word from CLIP's last-layer feature), ``none`` (``S*`` replaced by
+"a person": the base model without identity, for comparisons).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from .conditioning import (
+    DEFAULT_IDENTITY_TOKEN,
+    PromptEmbeds,
+    encode_prompt_with_identity,
+    replace_identity,
+    word_dims_of,
+)
+from .errors import InvalidArgumentError, MissingModelError
+from .identity import Identity, family_of, is_identity_file
+from .models.registry import (
+    check_model_available,
+    default_size,
+    load_pipeline,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+)
+from .models.schedulers import check_scheduler, make_scheduler
+
+METHODS = ("m2", "clip-image", "none")
+logger = logging.getLogger(__name__)
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise InvalidArgumentError(f"unknown method '{method}'", f"use one of: {', '.join(METHODS)}")
+    return method
+
+
+class FaceIDPipeline:
+    def __init__(self, pipe, encoder, *, model_name: str, method: str = "m2", analyzer=None,
+                 analyzer_factory: Callable | None = None, identity_token: str = DEFAULT_IDENTITY_TOKEN):
+        self.pipe = pipe
+        self.encoder = encoder
+        self.model_name = model_name
+        self.method = check_method(method)
+        self.identity_token = identity_token
+        self._analyzer = analyzer
+        self._analyzer_factory = analyzer_factory
+        self._scheduler_config = pipe.scheduler.config
+        self._scheduler_name = None
+        self.last_encode_seconds: dict[str, float] = {}
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_model(
+        cls, model: str = "tiny", *, encoder: str | os.PathLike | None = None, method: str = "m2",
+        device: str = "auto", dtype: str = "auto", allow_download: bool = False,
+        face_backend: str = "auto", analyzer_options=None, identity_token: str = DEFAULT_IDENTITY_TOKEN,
+    ) -> FaceIDPipeline:
+        """Check everything that can be checked cheaply, then load the model and the encoder."""
+        check_method(method)
+        ref = resolve_model(model)
+        check_model_available(ref, allow_download)
+        if method != "none" and encoder is None and not ref.is_tiny:
+            load_identity_encoder(model, encoder, method)  # raises the missing-encoder error
+        if encoder is not None and not Path(encoder).exists():
+            raise MissingModelError(f"encoder checkpoint '{encoder}' not found", "check the --encoder path")
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        pipe = load_pipeline(ref, torch_device, torch_dtype, allow_download)
+        dims = word_dims_of(pipe)
+        identity_encoder = None
+        if method != "none":
+            identity_encoder = load_identity_encoder(model, encoder, method, dims)
+            identity_encoder.to(torch_device)
+
+        def analyzer_factory():
+            from .faces import AnalyzerOptions, load_analyzer
+
+            return load_analyzer(face_backend, analyzer_options or AnalyzerOptions())
+
+        return cls(pipe, identity_encoder, model_name=model, method=method,
+                   analyzer_factory=analyzer_factory, identity_token=identity_token)
+
+    @property
+    def analyzer(self):
+        if self._analyzer is None:
+            self._analyzer = self._analyzer_factory()
+        return self._analyzer
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.unet.dtype
+
+    @property
+    def word_dims(self) -> tuple[int, ...]:
+        return word_dims_of(self.pipe)
+
+    @property
+    def default_size(self) -> int:
+        return default_size(self.pipe)
+
+    # ---- identities --------------------------------------------------------------------------
+    def encode(self, sources: Sequence[str | os.PathLike], face_index: int = 0,
+               max_pixels: int | None = None) -> Identity:
+        """Encode one or more photos of one person (features averaged) into an Identity."""
+        if self.encoder is None:
+            raise InvalidArgumentError("method 'none' uses no identity", "use --method m2 or clip-image")
+        timings: dict[str, float] = {}
+        identity = encode_identity(self.encoder, self.analyzer, sources, method=self.method,
+                                   face_index=face_index, max_pixels=max_pixels, timings=timings)
+        self.last_encode_seconds = timings
+        return identity
+
+    def identity_from(self, source: str | os.PathLike, face_index: int = 0,
+                      max_pixels: int | None = None) -> Identity | None:
+        """An Identity from a photo (encoded now) or an identity file; None for method 'none'."""
+        if self.method == "none":
+            return None
+        if is_identity_file(source):
+            identity = Identity.load(source)
+            identity.check_compatible(self.word_dims, None, str(source))
+            made_with = identity.metadata.get("encoder_hash")
+            if made_with and self.encoder is not None and made_with != self.encoder.content_hash:
+                logger.warning("identity file '%s' was made with another encoder (%s) than this one (%s)",
+                               source, identity.metadata.get("encoder_id"), self.encoder.name)
+            return identity
+        return self.encode([source], face_index=face_index, max_pixels=max_pixels)
+
+    def prompt_embeds(self, identity: Identity, prompt: str) -> PromptEmbeds:
+        identity.check_compatible(self.word_dims, None, "identity")
+        words = [w.to(self.device) for w in identity.words]
+        with torch.inference_mode():
+            return encode_prompt_with_identity(self.pipe, prompt, words, self.identity_token)
+
+    # ---- generation --------------------------------------------------------------------------
+    def check_inputs(self, *, steps: int, guidance: float, height: int, width: int, batch_size: int,
+                     scheduler: str) -> None:
+        check_scheduler(scheduler)
+        if steps < 1:
+            raise InvalidArgumentError(f"--steps {steps} must be at least 1", "the paper uses 30")
+        if guidance < 0:
+            raise InvalidArgumentError(f"--guidance {guidance} must not be negative", "the paper uses 7.5")
+        if batch_size < 1:
+            raise InvalidArgumentError(f"--batch-size {batch_size} must be at least 1", "use 1 to 8")
+        for name, value in (("height", height), ("width", width)):
+            if value < 8 or value % 8:
+                raise InvalidArgumentError(f"--{name} {value} must be a positive multiple of 8",
+                                           f"e.g. --{name} {max(8, round(value / 8) * 8)}")
+
+    def __call__(
+        self, identity: Identity | None, prompt: str, *, seeds: Sequence[int], negative_prompt: str | None = None,
+        steps: int = 30, guidance: float = 7.5, scheduler: str = "ddim", height: int | None = None,
+        width: int | None = None, batch_size: int = 1, on_step: Callable[[], None] | None = None,
+    ) -> list:
+        """Render ``prompt`` once per seed (image i uses generator seed ``seeds[i]``); PIL images."""
+        height = height or self.default_size
+        width = width or self.default_size
+        self.check_inputs(steps=steps, guidance=guidance, height=height, width=width,
+                          batch_size=batch_size, scheduler=scheduler)
+        self._use_scheduler(scheduler)
+        if self.method == "none" or identity is None:
+            condition = {"prompt": replace_identity(prompt, self.identity_token)}
+        else:
+            condition = self.prompt_embeds(identity, prompt).as_kwargs()
+        if negative_prompt:
+            condition["negative_prompt"] = negative_prompt
+
+        def step_callback(pipe, step, timestep, tensors):
+            if on_step is not None:
+                on_step()
+            return tensors
+
+        images = []
+        seeds = list(seeds)
+        for start in range(0, len(seeds), batch_size):
+            chunk = seeds[start:start + batch_size]
+            # CPU generators: the same seed gives the same starting noise on every device
+            generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in chunk]
+            with torch.inference_mode():
+                output = self.pipe(
+                    **condition, num_images_per_prompt=len(chunk), generator=generators,
+                    num_inference_steps=steps, guidance_scale=guidance, height=height, width=width,
+                    callback_on_step_end=step_callback,
+                )
+            images.extend(output.images)
+        return images
+
+    def _use_scheduler(self, name: str) -> None:
+        if name != self._scheduler_name:
+            self.pipe.scheduler = make_scheduler(name, self._scheduler_config)
+            self._scheduler_name = name
+
+    def describe(self) -> dict:
+        return {
+            "model": self.model_name, "family": family_of(self.word_dims), "method": self.method,
+            "encoder": self.encoder.name if self.encoder is not None else None,
+            "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+
+def encode_identity(encoder, analyzer, sources: Sequence[str | os.PathLike], *, method: str,
+                    face_index: int = 0, max_pixels: int | None = None,
+                    timings: dict | None = None) -> Identity:
+    """Detect, align and encode each photo; average the features; project them to words.
+
+    ``timings`` (if given) receives the seconds spent loading, detecting, aligning and encoding.
+    """
+    from .faces import align_face, select_face
+    from .images import file_sha256, load_image
+
+    if not sources:
+        raise InvalidArgumentError("no face photo given", "pass at least one photo")
+    spent = {"load": 0.0, "detect": 0.0, "align": 0.0, "encoder": 0.0}
+    crops, records = [], []
+    for source in sources:
+        start = time.perf_counter()
+        image = load_image(source, max_pixels=max_pixels)
+        spent["load"] += time.perf_counter() - start
+        start = time.perf_counter()
+        face = select_face(analyzer.detect(image), face_index, str(source))
+        spent["detect"] += time.perf_counter() - start
+        start = time.perf_counter()
+        crop = align_face(image, face.landmarks, encoder.crop_size, encoder.crop_zoom)
+        crops.append(encoder.preprocess(crop))
+        spent["align"] += time.perf_counter() - start
+        records.append({"file": Path(source).name, "sha256": file_sha256(source),
+                        "face_index": face_index, "bbox": [round(float(v), 1) for v in face.bbox]})
+    start = time.perf_counter()
+    device = next(encoder.parameters()).device
+    with torch.inference_mode():
+        features = encoder.features(torch.stack(crops).to(device))
+        fused = features.float().mean(dim=0, keepdim=True)
+        words = encoder.words_from_features(fused)[0]
+    spent["encoder"] = time.perf_counter() - start
+    if timings is not None:
+        timings.update(spent)
+    metadata = {
+        "method": method,
+        "encoder_id": encoder.name,
+        "encoder_type": encoder.encoder_type,
+        "encoder_hash": encoder.content_hash,
+        "face_backend": analyzer.name,
+        "sources": records,
+        "fusion": "mean of encoder features" if len(records) > 1 else "single photo",
+    }
+    return Identity(words=[w.float().cpu().clone() for w in encoder.split_words(words)],
+                    features=fused[0].float().cpu().clone(), metadata=metadata)
+
+
+def load_identity_encoder(model: str, encoder_path, method: str, dims: tuple[int, ...] | None = None):
+    """The encoder to use with ``model``: a checkpoint, or the tiny models' seeded random one.
+
+    ``dims`` (the model's word widths) is checked when known; ``encode`` does not load the model.
+    """
+    from .models.tiny import TINY_WORD_DIMS
+
+    check_method(method)
+    if method == "none":
+        raise InvalidArgumentError("method 'none' uses no identity", "use --method m2 or clip-image")
+    ref = resolve_model(model)
+    if encoder_path is None and not ref.is_tiny:
+        raise MissingModelError(
+            f"no identity encoder given for model '{model}'",
+            "pass --encoder CKPT (a checkpoint from 'faceid train'); an untrained encoder gives "
+            "meaningless identities (only the tiny models use a seeded random one)",
+        )
+    if encoder_path is None:
+        dims = dims or TINY_WORD_DIMS[ref.location]
+    return _load_or_build_encoder(encoder_path, method, dims)
+
+
+def _load_or_build_encoder(path, method: str, dims: tuple[int, ...] | None):
+    from .encoders import load_encoder
+    from .encoders.clip_image import build_random_clip_image_encoder
+    from .encoders.m2 import build_random_m2_encoder
+
+    if path is None:
+        return build_random_m2_encoder(dims) if method == "m2" else build_random_clip_image_encoder(dims)
+    encoder = load_encoder(path)
+    if encoder.encoder_type != method:
+        raise InvalidArgumentError(
+            f"encoder '{path}' is a {encoder.encoder_type} encoder but --method is {method}",
+            f"pass --method {encoder.encoder_type}",
+        )
+    if dims is not None and tuple(encoder.word_dims) != tuple(dims):
+        raise InvalidArgumentError(
+            f"encoder '{path}' makes words for {family_of(encoder.word_dims)} {list(encoder.word_dims)} "
+            f"but the model is {family_of(dims)} {list(dims)}",
+            "use an encoder trained for this base model",
+        )
+    return encoder
