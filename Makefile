@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FACES := tests/data/faces
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: install demo test bench clean
 
@@ -13,15 +14,18 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: 2.13.0 is a CPU build on these machines; a bare "torch" pulls CUDA (GBs)
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## demo: find the faces in a group photo and compare people, offline, on shipped photos
+## demo: the main job on the built-in tiny model, offline: faces found, compared, encoded, generated
 demo: $(STAMP)
-	$(BIN)/faceid detect $(FACES)/two_people.jpg $(FACES)/kit_with_rose.jpg --save-crops demo-out/crops
+	$(BIN)/faceid detect $(FACES)/two_people.jpg --save-crops demo-out/crops
 	$(BIN)/faceid compare $(FACES)/obama.jpg $(FACES)/obama2.jpg
-	$(BIN)/faceid compare $(FACES)/obama.jpg $(FACES)/biden.jpg
-	@echo "aligned face crops are in demo-out/crops/"
+	$(BIN)/faceid encode $(FACES)/obama.jpg $(FACES)/obama2.jpg -o demo-out/obama.safetensors
+	$(BIN)/faceid generate demo-out/obama.safetensors "S* as a chef" --model tiny -n 4 --seed 42 -o demo-out
+	@echo "images (tiny model: random weights, noise-like by design) and crops are in demo-out/"
 
 ## test: the whole suite (fast tests; real-weight tests are marked slow and skipped)
 test: $(STAMP)
@@ -29,9 +33,11 @@ test: $(STAMP)
 
 ## bench: start-up and large-photo detection, measured side by side
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/detect_large_photo.py
+	$(BIN)/python benchmarks/encode_latency.py
+	$(BIN)/python benchmarks/conditioning_overhead.py
+	$(BIN)/python benchmarks/peak_memory.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache faceid.egg-info

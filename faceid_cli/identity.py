@@ -74,7 +74,7 @@ class Identity:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Identity:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         if not path.is_file():
@@ -85,7 +85,7 @@ class Identity:
                 keys = set(handle.keys())
                 words = [handle.get_tensor(f"words.{i}") for i in range(len(keys)) if f"words.{i}" in keys]
                 features = handle.get_tensor("features") if "features" in keys else None
-        except Exception as exc:  # safetensors raises its own error types for damaged headers
+        except (OSError, ValueError, SafetensorError) as exc:
             raise ImageError(f"cannot read identity file '{path}': {exc}", "re-create it with 'faceid encode'") from None
         if raw is None or not words:
             raise ImageError(f"'{path}' is a safetensors file but not a faceid identity file",

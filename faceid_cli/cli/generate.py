@@ -126,7 +126,7 @@ def encode(
 def generate(
     face: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FACE|ID",
                                          help="A photo of the person, or an identity file from 'faceid encode'.")],
-    prompt: Annotated[str, typer.Argument(help="What to generate; S* stands for the person: 'S* as a chef'.")],
+    prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="What to generate; S* stands for the person: 'S* as a chef'.")],
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="How many images.")] = 1,
     seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**63 - 1,
                                              help="Seed of the first image; image i uses seed+i "

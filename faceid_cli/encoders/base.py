@@ -119,7 +119,7 @@ def build_encoder(config: dict) -> IdentityEncoder:
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> IdentityEncoder:
     """Load a checkpoint folder or ``.safetensors`` file written by ``save_pretrained``."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -142,7 +142,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             with safe_open(str(weights), framework="pt") as handle:
                 config = json.loads((handle.metadata() or {})["config"])
         state = load_file(str(weights), device="cpu")
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, KeyError, ValueError, SafetensorError) as exc:
         raise MissingModelError(
             f"cannot read encoder checkpoint '{path}': {exc}", "the file is damaged or not an encoder"
         ) from None

@@ -1,0 +1,221 @@
+"""`faceid encode` and `faceid generate` end to end on the tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceid_cli.generate import read_parameters
+from faceid_cli.identity import Identity
+
+from .helpers import assert_one_line_error, parse_json, run_cli
+
+FAST = ("--steps", "3")
+
+
+def _pixels(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _generate(face, *extra, prompt="S* as a chef", out):
+    result = run_cli("generate", face, prompt, "--json", "-o", out, *FAST, *extra)
+    assert result.exit_code == 0, result.stderr
+    return parse_json(result)
+
+
+def test_generate_writes_pngs_with_parameters_and_sidecars(faces_dir, tmp_path):
+    out = tmp_path / "out"
+    document = _generate(faces_dir / "obama.jpg", "-n", "2", "--seed", "7", "--negative-prompt", "blurry", out=out)
+    assert document["seed"] == 7 and document["seeds"] == [7, 8]
+    assert document["model"] == "tiny" and document["device"] == "cpu" and document["dtype"] == "float32"
+    paths = [out / "s-as-a-chef-7.png", out / "s-as-a-chef-8.png"]
+    assert document["images"] == [str(p) for p in paths]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [p.name for p in paths] + [p.with_suffix(".json").name for p in paths])
+    with Image.open(paths[0]) as image:
+        assert image.size == (64, 64) and image.format == "PNG"
+    info = read_parameters(paths[0])
+    assert info["seed"] == 7 and info["steps"] == 3 and info["prompt"] == "S* as a chef"
+    assert info["identity_hash"] == document["identity_hash"]
+    text = info["parameters"].splitlines()
+    assert text[0] == "S* as a chef" and text[1] == "Negative prompt: blurry"
+    for fragment in ("Steps: 3", "Sampler: DDIM", "CFG scale: 7.5", "Seed: 7", "Size: 64x64", "Model: tiny",
+                     f"Identity: {document['identity_hash']}"):
+        assert fragment in text[2]
+    sidecar = json.loads(paths[0].with_suffix(".json").read_text())
+    assert sidecar["seed"] == 7 and sidecar["image"] == paths[0].name and sidecar["negative_prompt"] == "blurry"
+    assert not list(out.glob(".*")), "no temporary files are left"
+
+
+def test_image_i_uses_seed_plus_i_and_runs_reproduce_bit_for_bit(faces_dir, tmp_path):
+    both = _generate(faces_dir / "obama.jpg", "-n", "2", "--seed", "11", out=tmp_path / "a")
+    second = _generate(faces_dir / "obama.jpg", "--seed", "12", out=tmp_path / "b")
+    again = _generate(faces_dir / "obama.jpg", "-n", "2", "--seed", "11", out=tmp_path / "c")
+    assert np.array_equal(_pixels(both["images"][1]), _pixels(second["images"][0]))
+    for first, repeat in zip(both["images"], again["images"]):
+        assert np.array_equal(_pixels(first), _pixels(repeat))
+    assert not np.array_equal(_pixels(both["images"][0]), _pixels(both["images"][1]))
+
+
+def test_changing_the_face_changes_the_images(faces_dir, tmp_path):
+    obama = _generate(faces_dir / "obama.jpg", "--seed", "3", out=tmp_path / "a")
+    biden = _generate(faces_dir / "biden.jpg", "--seed", "3", out=tmp_path / "b")
+    assert obama["identity_hash"] != biden["identity_hash"]
+    difference = np.abs(_pixels(obama["images"][0]).astype(int) - _pixels(biden["images"][0]).astype(int))
+    assert difference.mean() > 0.5
+
+
+def test_identity_file_gives_the_same_images_as_the_photo(faces_dir, tmp_path):
+    identity_path = tmp_path / "obama.safetensors"
+    result = run_cli("encode", faces_dir / "obama.jpg", "-o", identity_path, "--json")
+    assert result.exit_code == 0, result.stderr
+    encoded = parse_json(result)
+    from_photo = _generate(faces_dir / "obama.jpg", "--seed", "5", out=tmp_path / "a")
+    from_file = _generate(identity_path, "--seed", "5", out=tmp_path / "b")
+    assert encoded["identity_hash"] == from_photo["identity_hash"] == from_file["identity_hash"]
+    assert np.array_equal(_pixels(from_photo["images"][0]), _pixels(from_file["images"][0]))
+
+
+def test_identity_file_contents(faces_dir, tmp_path):
+    path = tmp_path / "me.safetensors"
+    result = run_cli("encode", faces_dir / "obama.jpg", faces_dir / "obama2.jpg", "-o", path, "--model", "tiny-xl")
+    assert result.exit_code == 0, result.stderr
+    assert "wrote" in result.stdout
+    identity = Identity.load(path)
+    assert identity.word_dims == (32, 32) and identity.num_words == 2
+    meta = identity.metadata
+    assert meta["base_family"] == "tiny-xl" and meta["encoder_type"] == "m2"
+    assert meta["fusion"] == "mean of encoder features" and len(meta["sources"]) == 2
+    assert meta["sources"][0]["file"] == "obama.jpg" and len(meta["sources"][0]["sha256"]) == 64
+    assert len(meta["sources"][0]["bbox"]) == 4 and meta["faceid_version"]
+    assert len(meta["encoder_hash"]) == 64
+    # fusing two photos differs from either alone
+    single = tmp_path / "one.safetensors"
+    run_cli("encode", faces_dir / "obama.jpg", "-o", single, "--model", "tiny-xl")
+    assert Identity.load(single).hash != identity.hash
+
+
+def test_tiny_xl_end_to_end(faces_dir, tmp_path):
+    document = _generate(faces_dir / "biden.jpg", "--model", "tiny-xl", "--seed", "1", "--scheduler", "euler-a",
+                         "--negative-prompt", "ugly", out=tmp_path)
+    assert document["family"] == "tiny-xl"
+    info = read_parameters(document["images"][0])
+    assert "Sampler: Euler a" in info["parameters"] and info["model"] == "tiny-xl"
+
+
+@pytest.mark.parametrize("method", ["clip-image", "none"])
+def test_other_methods(faces_dir, tmp_path, method):
+    document = _generate(faces_dir / "obama.jpg", "--method", method, "--seed", "2", out=tmp_path)
+    assert document["method"] == method
+    assert (document["identity_hash"] is None) == (method == "none")
+
+
+def test_method_none_equals_the_plain_pipeline_with_a_person(faces_dir, tmp_path):
+    import torch
+
+    from faceid_cli.models.tiny import build_tiny_sd
+
+    document = _generate(faces_dir / "obama.jpg", "--method", "none", "--seed", "4", out=tmp_path)
+    pipe = build_tiny_sd()
+    pipe.set_progress_bar_config(disable=True)
+    plain = pipe("a person as a chef", num_inference_steps=3, height=64, width=64,
+                 generator=[torch.Generator("cpu").manual_seed(4)]).images[0]
+    assert np.array_equal(_pixels(document["images"][0]), np.asarray(plain))
+
+
+def test_append_identity(faces_dir, tmp_path):
+    document = _generate(faces_dir / "obama.jpg", "--append-identity", "--seed", "1", prompt="a chef", out=tmp_path)
+    assert document["prompt"] == "a chef, photo of S*"
+
+
+def test_custom_identity_token(faces_dir, tmp_path):
+    document = _generate(faces_dir / "obama.jpg", "--identity-token", "<me>", "--seed", "1",
+                         prompt="<me> as a chef", out=tmp_path)
+    assert document["prompt"] == "<me> as a chef"
+
+
+def test_files_are_never_overwritten(faces_dir, tmp_path):
+    first = _generate(faces_dir / "obama.jpg", "--seed", "9", "--name", "chef", out=tmp_path)
+    second = _generate(faces_dir / "obama.jpg", "--seed", "9", "--name", "chef", out=tmp_path)
+    assert first["images"] == [str(tmp_path / "chef-9.png")]
+    assert second["images"] == [str(tmp_path / "chef-9-2.png")]
+
+
+def test_human_output_lists_the_files_and_device(faces_dir, tmp_path):
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", tmp_path, *FAST, "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "s-as-a-chef-1.png")
+    assert "on cpu (float32)" in result.stderr
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+def test_no_face(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (40, 40, 40)).save(blank)
+    result = run_cli("generate", blank, "S* as a chef", "-o", tmp_path / "out", *FAST)
+    assert_one_line_error(result, 1, "no face found", str(blank))
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_prompt_without_identity_token(faces_dir, tmp_path):
+    result = run_cli("generate", faces_dir / "obama.jpg", "a chef", "-o", tmp_path)
+    assert_one_line_error(result, 2, "does not mention", "--append-identity")
+
+
+def test_missing_model_fails_fast_with_what_to_run(faces_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--model", "sd21-base", "-o", tmp_path)
+    assert_one_line_error(result, 1, "sd21-base", "stabilityai/stable-diffusion-2-1-base",
+                          "not in the Hugging Face cache", "--allow-download")
+
+
+def test_real_model_without_encoder_is_refused(faces_dir, tmp_path):
+    model = tmp_path / "my-sd"
+    model.mkdir()
+    (model / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--model", model, "-o", tmp_path)
+    assert_one_line_error(result, 1, "no identity encoder", "--encoder")
+
+
+def test_missing_encoder_file(faces_dir, tmp_path):
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--encoder", tmp_path / "nope",
+                     "-o", tmp_path)
+    assert_one_line_error(result, 1, "nope")
+
+
+def test_identity_for_another_family_is_refused(faces_dir, tmp_path):
+    identity_path = tmp_path / "xl.safetensors"
+    assert run_cli("encode", faces_dir / "obama.jpg", "-o", identity_path, "--model", "tiny-xl").exit_code == 0
+    result = run_cli("generate", identity_path, "S* as a chef", "--model", "tiny", "-o", tmp_path, *FAST)
+    assert_one_line_error(result, 2, "tiny-xl", "re-encode")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--height", "60"], "multiple of 8"),
+    (["--scheduler", "magic"], "magic"),
+    (["--dtype", "fp64"], "fp64"),
+    (["--model", "not a model!"], "unknown model"),
+    (["--steps", "0"], "--steps"),
+    (["--method", "dreambooth"], "dreambooth"),
+])
+def test_bad_values_exit_2(faces_dir, tmp_path, args, fragment):
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", tmp_path, *args)
+    assert_one_line_error(result, 2, fragment)
+
+
+def test_fake_identity_file(tmp_path):
+    fake = tmp_path / "id.safetensors"
+    fake.write_bytes(b"not safetensors at all")
+    result = run_cli("generate", fake, "S* as a chef", "-o", tmp_path)
+    assert_one_line_error(result, 1, "cannot read identity file", str(fake))
+
+
+def test_encode_requires_safetensors_output(faces_dir, tmp_path):
+    result = run_cli("encode", faces_dir / "obama.jpg", "-o", tmp_path / "me.pt")
+    assert_one_line_error(result, 2, ".safetensors")
