@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 FACES := tests/data/faces
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test smoke bench completions clean
 
 install: $(STAMP)
 
@@ -31,6 +31,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+## smoke: every command once on the tiny model, offline, in about a minute (for other projects' CI)
+smoke: $(STAMP)
+	bash scripts/smoke.sh $(BIN)/faceid
+
+## completions: regenerate completions/ (a test fails when they are out of date)
+completions: $(STAMP)
+	$(BIN)/faceid completion bash > completions/faceid.bash
+	$(BIN)/faceid completion zsh > completions/_faceid
+	$(BIN)/faceid completion fish > completions/faceid.fish
+
 ## bench: start-up and large-photo detection, measured side by side
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
@@ -38,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/encode_latency.py
 	$(BIN)/python benchmarks/conditioning_overhead.py
 	$(BIN)/python benchmarks/peak_memory.py
+	$(BIN)/python benchmarks/batch_vs_separate.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache faceid.egg-info
+	rm -rf $(VENV) demo-out smoke-out .pytest_cache faceid.egg-info

@@ -91,16 +91,17 @@ def read_parameters(path: str | os.PathLike) -> dict:
 
 
 def save_generated(image, path: Path, info: dict) -> GeneratedImage:
+    """Write the sidecar, then the PNG: the PNG's rename is the moment the image counts as done."""
     from PIL.PngImagePlugin import PngInfo
 
     chunk = PngInfo()
     chunk.add_text("parameters", parameters_text(info))
     chunk.add_text("faceid", json.dumps(info, sort_keys=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({**info, "image": path.name}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     with atomic_output(path) as tmp:
         image.save(tmp, format="PNG", pnginfo=chunk)
-    sidecar = path.with_suffix(".json")
-    with atomic_output(sidecar) as tmp:
-        tmp.write_text(json.dumps({**info, "image": path.name}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return GeneratedImage(path=path, seed=info["seed"], info=info)
 
 
@@ -111,6 +112,20 @@ def unique_path(folder: Path, stem: str) -> Path:
         n += 1
         candidate = folder / f"{stem}-{n}.png"
     return candidate
+
+
+def image_info(pipeline, identity, *, prompt: str, negative_prompt: str, steps: int, guidance: float,
+               scheduler: str, height: int, width: int) -> dict:
+    """What a generated image records about how it was made (the seed is added per image)."""
+    return {
+        "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "guidance": guidance,
+        "scheduler": scheduler, "height": height, "width": width, "model": pipeline.model_name,
+        "method": pipeline.method,
+        "encoder": pipeline.encoder.name if pipeline.encoder is not None and identity is not None else None,
+        "identity_hash": identity.hash if identity is not None else None,
+        "identity_token": pipeline.identity_token, "faceid_version": __version__,
+        "device": str(pipeline.device), "dtype": str(pipeline.dtype).replace("torch.", ""),
+    }
 
 
 def generate(
@@ -130,15 +145,9 @@ def generate(
     pipeline.check_inputs(steps=settings.steps, guidance=settings.guidance, height=height, width=width,
                           batch_size=settings.batch_size, scheduler=settings.scheduler)
     stem = name or slugify(settings.prompt)
-    base_info = {
-        "prompt": settings.prompt, "negative_prompt": settings.negative_prompt, "steps": settings.steps,
-        "guidance": settings.guidance, "scheduler": settings.scheduler, "height": height, "width": width,
-        "model": pipeline.model_name, "method": pipeline.method,
-        "encoder": pipeline.encoder.name if pipeline.encoder is not None and identity is not None else None,
-        "identity_hash": identity.hash if identity is not None else None,
-        "identity_token": pipeline.identity_token, "faceid_version": __version__,
-        "device": str(pipeline.device), "dtype": str(pipeline.dtype).replace("torch.", ""),
-    }
+    base_info = image_info(pipeline, identity, prompt=settings.prompt, negative_prompt=settings.negative_prompt,
+                           steps=settings.steps, guidance=settings.guidance, scheduler=settings.scheduler,
+                           height=height, width=width)
     written = []
     for start in range(0, len(seeds), settings.batch_size):
         chunk = seeds[start:start + settings.batch_size]

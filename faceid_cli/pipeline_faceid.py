@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,6 +40,14 @@ from .models.registry import (
 from .models.schedulers import check_scheduler, make_scheduler
 
 METHODS = ("m2", "clip-image", "none")
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    identity: Identity | None
+    prompt: str
+    negative_prompt: str
+    seed: int
 logger = logging.getLogger(__name__)
 
 
@@ -170,37 +179,55 @@ class FaceIDPipeline:
         width: int | None = None, batch_size: int = 1, on_step: Callable[[], None] | None = None,
     ) -> list:
         """Render ``prompt`` once per seed (image i uses generator seed ``seeds[i]``); PIL images."""
+        seeds = list(seeds)
+        images = []
+        for start in range(0, len(seeds), batch_size):
+            requests = [RenderRequest(identity, prompt, negative_prompt or "", int(seed))
+                        for seed in seeds[start:start + batch_size]]
+            images += self.render(requests, steps=steps, guidance=guidance, scheduler=scheduler,
+                                  height=height, width=width, on_step=on_step)
+        return images
+
+    def render(
+        self, requests: Sequence[RenderRequest], *, steps: int = 30, guidance: float = 7.5,
+        scheduler: str = "ddim", height: int | None = None, width: int | None = None,
+        on_step: Callable[[], None] | None = None,
+    ) -> list:
+        """Render several (identity, prompt, negative prompt, seed) requests in one batch.
+
+        Every request gets its own CPU generator, so its starting noise depends on its seed alone.
+        Requests mixing empty and non-empty negative prompts should be rendered apart: SDXL zeroes
+        the unconditional embedding only when no negative prompt is given at all.
+        """
         height = height or self.default_size
         width = width or self.default_size
         self.check_inputs(steps=steps, guidance=guidance, height=height, width=width,
-                          batch_size=batch_size, scheduler=scheduler)
+                          batch_size=max(1, len(requests)), scheduler=scheduler)
         self._use_scheduler(scheduler)
-        if self.method == "none" or identity is None:
-            condition = {"prompt": replace_identity(prompt, self.identity_token)}
+        if self.method == "none":
+            condition = {"prompt": [replace_identity(r.prompt, self.identity_token) for r in requests]}
         else:
-            condition = self.prompt_embeds(identity, prompt).as_kwargs()
-        if negative_prompt:
-            condition["negative_prompt"] = negative_prompt
+            embeds = [self.prompt_embeds(r.identity, r.prompt) for r in requests]
+            condition = {"prompt_embeds": torch.cat([e.prompt_embeds for e in embeds])}
+            if embeds[0].pooled_prompt_embeds is not None:
+                condition["pooled_prompt_embeds"] = torch.cat([e.pooled_prompt_embeds for e in embeds])
+        if any(r.negative_prompt for r in requests):
+            condition["negative_prompt"] = [r.negative_prompt for r in requests]
 
         def step_callback(pipe, step, timestep, tensors):
             if on_step is not None:
-                on_step()
+                for _ in requests:
+                    on_step()
             return tensors
 
-        images = []
-        seeds = list(seeds)
-        for start in range(0, len(seeds), batch_size):
-            chunk = seeds[start:start + batch_size]
-            # CPU generators: the same seed gives the same starting noise on every device
-            generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in chunk]
-            with torch.inference_mode():
-                output = self.pipe(
-                    **condition, num_images_per_prompt=len(chunk), generator=generators,
-                    num_inference_steps=steps, guidance_scale=guidance, height=height, width=width,
-                    callback_on_step_end=step_callback,
-                )
-            images.extend(output.images)
-        return images
+        # CPU generators: the same seed gives the same starting noise on every device
+        generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
+        with torch.inference_mode():
+            output = self.pipe(
+                **condition, num_images_per_prompt=1, generator=generators, num_inference_steps=steps,
+                guidance_scale=guidance, height=height, width=width, callback_on_step_end=step_callback,
+            )
+        return list(output.images)
 
     def _use_scheduler(self, name: str) -> None:
         if name != self._scheduler_name:

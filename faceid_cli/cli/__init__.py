@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import faces, generate, models
+from . import batch, completion, faces, generate, models
 from ._common import new_app
 
 app = new_app(
@@ -20,7 +20,9 @@ app = new_app(
 )
 app.add_typer(faces.app)
 app.add_typer(generate.app)
+app.add_typer(batch.app)
 app.add_typer(models.app)
+app.add_typer(completion.app)
 
 
 def _show_version(value: bool) -> None:

@@ -21,6 +21,8 @@ from typer.core import TyperGroup
 from ..config import DEBUG_ENV, FACE_BACKEND_ENV, INSIGHTFACE_ROOT_ENV, MAX_PIXELS_ENV
 
 T = TypeVar("T")
+COMPLETE_VAR = "_FACEID_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
 BACKEND_NAMES = ("auto", "insightface", "dlib")
 INSIGHTFACE_PACKS = ("antelopev2", "buffalo_l")
 
@@ -72,6 +74,12 @@ class FaceIDGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         debug = _debug_requested(argv)
         configure_logging(debug)
+        if COMPLETE_VAR in os.environ:
+            # a shell asking for completions (completions/ scripts): register Typer's shell classes,
+            # which it only does itself when it adds its --install-completion options
+            from typer._completion_classes import completion_init
+
+            completion_init()
         try:
             result = super().main(
                 args=argv, prog_name=prog_name, complete_var=complete_var,

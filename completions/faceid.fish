@@ -1,0 +1,1 @@
+complete --command faceid --no-files --arguments "(env _FACEID_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) faceid)" --condition "env _FACEID_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) faceid"
