@@ -96,8 +96,8 @@ class Identity:
                              "upgrade faceid")
         return cls(words=[w.to(torch.float32) for w in words], features=features, metadata=metadata)
 
-    def check_compatible(self, word_dims: tuple[int, ...], encoder_hash: str | None, source: str) -> None:
-        """Refuse words that cannot fit the model; encoder mismatch is the caller's warning."""
+    def check_compatible(self, word_dims: tuple[int, ...], source: str) -> None:
+        """Refuse words that cannot fit the model (an encoder mismatch is only warned about)."""
         if tuple(self.word_dims) != tuple(word_dims):
             raise InvalidArgumentError(
                 f"identity '{source}' was made for {family_of(self.word_dims)} (word widths "

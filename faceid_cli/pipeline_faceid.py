@@ -144,7 +144,7 @@ class FaceIDPipeline:
             return None
         if is_identity_file(source):
             identity = Identity.load(source)
-            identity.check_compatible(self.word_dims, None, str(source))
+            identity.check_compatible(self.word_dims, str(source))
             made_with = identity.metadata.get("encoder_hash")
             if made_with and self.encoder is not None and made_with != self.encoder.content_hash:
                 logger.warning("identity file '%s' was made with another encoder (%s) than this one (%s)",
@@ -153,7 +153,7 @@ class FaceIDPipeline:
         return self.encode([source], face_index=face_index, max_pixels=max_pixels)
 
     def prompt_embeds(self, identity: Identity, prompt: str) -> PromptEmbeds:
-        identity.check_compatible(self.word_dims, None, "identity")
+        identity.check_compatible(self.word_dims, "identity")
         words = [w.to(self.device) for w in identity.words]
         with torch.inference_mode():
             return encode_prompt_with_identity(self.pipe, prompt, words, self.identity_token)

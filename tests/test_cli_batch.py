@@ -218,3 +218,34 @@ def test_completion_offers_model_and_scheduler_names(monkeypatch):
     env.update(COMP_WORDS="faceid batch jobs.jsonl --scheduler euler", COMP_CWORD="4")
     done = subprocess.run([sys.executable, "-m", "faceid_cli"], env=env, capture_output=True, text=True)
     assert done.stdout.split() == ["euler", "euler-a"]
+
+
+def test_models_load_once_and_identities_encode_once(tmp_path, faces_dir, monkeypatch):
+    from faceid_cli import pipeline_faceid
+
+    loads, encodes = [], []
+    original_from_model = pipeline_faceid.FaceIDPipeline.from_model.__func__
+    original_encode = pipeline_faceid.encode_identity
+
+    def counting_from_model(cls, model="tiny", **kwargs):
+        loads.append(model)
+        return original_from_model(cls, model, **kwargs)
+
+    def counting_encode(encoder, analyzer, sources, **kwargs):
+        encodes.append(tuple(str(s) for s in sources))
+        return original_encode(encoder, analyzer, sources, **kwargs)
+
+    monkeypatch.setattr(pipeline_faceid.FaceIDPipeline, "from_model", classmethod(counting_from_model))
+    monkeypatch.setattr(pipeline_faceid, "encode_identity", counting_encode)
+    obama, biden = str(faces_dir / "obama.jpg"), str(faces_dir / "biden.jpg")
+    jobs = _write_jobs(tmp_path / "jobs.jsonl", [
+        {"face": obama, "prompt": "S* as a chef", "name": "a", "num_images": 2},
+        {"face": obama, "prompt": ["S* as a nurse", "S* in the rain"], "name": "b"},
+        {"face": biden, "prompt": "S* as a chef", "name": "c"},
+        {"face": obama, "prompt": "S* as a chef", "name": "d", "model": "tiny-xl"},
+    ])
+    result = run_cli("batch", jobs, "-o", tmp_path / "out", *STEPS)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(loads) == ["tiny", "tiny-xl"], "one load per model"
+    assert sorted(encodes) == sorted([(obama,), (biden,), (obama,)]), "one encoding per face and model"
+    assert len(_pngs(tmp_path / "out")) == 6

@@ -155,7 +155,8 @@ def load_pipeline(ref: ModelRef, device, dtype, allow_download: bool = False):
 def _load_real_pipeline(ref: ModelRef, dtype, allow_download: bool):
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    kwargs = {"torch_dtype": dtype, "local_files_only": not allow_download}
+    # the cache folder is passed explicitly: huggingface_hub reads HF_HOME only when first imported
+    kwargs = {"dtype": dtype, "local_files_only": not allow_download, "cache_dir": str(hub_cache_dir())}
     try:
         if ref.kind == "file":
             cls = StableDiffusionXLPipeline if _is_sdxl_checkpoint(ref.location) else StableDiffusionPipeline
