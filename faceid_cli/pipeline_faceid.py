@@ -82,8 +82,8 @@ class FaceIDPipeline:
         check_method(method)
         ref = resolve_model(model)
         check_model_available(ref, allow_download)
-        if method != "none" and encoder is None and not ref.is_tiny:
-            load_identity_encoder(model, encoder, method)  # raises the missing-encoder error
+        if method != "none":
+            require_encoder(ref, encoder)
         if encoder is not None and not Path(encoder).exists():
             raise MissingModelError(f"encoder checkpoint '{encoder}' not found", "check the --encoder path")
         torch_device = resolve_device(device)
@@ -302,15 +302,20 @@ def load_identity_encoder(model: str, encoder_path, method: str, dims: tuple[int
     if method == "none":
         raise InvalidArgumentError("method 'none' uses no identity", "use --method m2 or clip-image")
     ref = resolve_model(model)
-    if encoder_path is None and not ref.is_tiny:
-        raise MissingModelError(
-            f"no identity encoder given for model '{model}'",
-            "pass --encoder CKPT (a checkpoint from 'faceid train'); an untrained encoder gives "
-            "meaningless identities (only the tiny models use a seeded random one)",
-        )
+    require_encoder(ref, encoder_path)
     if encoder_path is None:
         dims = dims or TINY_WORD_DIMS[ref.location]
     return _load_or_build_encoder(encoder_path, method, dims)
+
+
+def require_encoder(ref, encoder_path) -> None:
+    """Real models need a trained encoder; only the tiny ones may use a seeded random one."""
+    if encoder_path is None and not ref.is_tiny:
+        raise MissingModelError(
+            f"no identity encoder given for model '{ref.name}'",
+            "pass --encoder CKPT (a checkpoint from 'faceid train'); an untrained encoder gives "
+            "meaningless identities (only the tiny models use a seeded random one)",
+        )
 
 
 def _load_or_build_encoder(path, method: str, dims: tuple[int, ...] | None):

@@ -152,10 +152,15 @@ def complete_pack(incomplete: str) -> list[str]:
     return [name for name in INSIGHTFACE_PACKS if name.startswith(incomplete)]
 
 
-def _check_backend(value: str) -> str:
-    if value not in BACKEND_NAMES:
-        raise typer.BadParameter(f"'{value}' is not one of {', '.join(BACKEND_NAMES)}")
-    return value
+def one_of(names: tuple[str, ...]):
+    """An option callback refusing values outside ``names`` (a usage error, exit 2)."""
+
+    def check(value):
+        if value is not None and value not in names:
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(names)}")
+        return value
+
+    return check
 
 
 # Options shared by the commands that look at faces.
@@ -165,7 +170,7 @@ JsonOption = Annotated[
 BackendOption = Annotated[
     str,
     typer.Option(
-        "--backend", envvar=FACE_BACKEND_ENV, callback=_check_backend,
+        "--backend", envvar=FACE_BACKEND_ENV, callback=one_of(BACKEND_NAMES),
         autocompletion=complete_backend,
         help="Face backend: insightface (local SCRFD + ArcFace pack), dlib (works offline out of "
         "the box), or auto: insightface when its pack is found, else dlib.",

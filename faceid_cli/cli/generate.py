@@ -17,6 +17,7 @@ from ._common import (
     analyzer_options,
     new_app,
     note,
+    one_of,
     print_json,
     progress_bar,
     stdout_console,
@@ -42,15 +43,6 @@ def complete_method(incomplete: str) -> list[str]:
     return [name for name in METHOD_NAMES if name.startswith(incomplete)]
 
 
-def _one_of(names):
-    def check(value):
-        if value not in names:
-            raise typer.BadParameter(f"'{value}' is not one of {', '.join(names)}")
-        return value
-
-    return check
-
-
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", envvar="FACEID_MODEL", autocompletion=complete_model,
                       help="tiny, tiny-xl (built-in random models for smoke runs), sd21-base, sd15, sdxl, "
@@ -62,7 +54,7 @@ EncoderOption = Annotated[
                               "models; the tiny models use a seeded random encoder.")
 ]
 MethodOption = Annotated[
-    str, typer.Option("--method", callback=_one_of(METHOD_NAMES), autocompletion=complete_method,
+    str, typer.Option("--method", callback=one_of(METHOD_NAMES), autocompletion=complete_method,
                       help="m2 (DreamIdentity's encoder), clip-image (the paper's CLIP baseline) or none "
                       "(S* becomes 'a person').")
 ]
@@ -133,7 +125,7 @@ def generate(
                                              "[default: random, recorded in the files].")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")] = 30,
     guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")] = 7.5,
-    scheduler: Annotated[str, typer.Option("--scheduler", callback=_one_of(SCHEDULER_NAMES),
+    scheduler: Annotated[str, typer.Option("--scheduler", callback=one_of(SCHEDULER_NAMES),
                                            autocompletion=complete_scheduler,
                                            help=f"Sampler: {', '.join(SCHEDULER_NAMES)}.")] = "ddim",
     height: Annotated[int | None, typer.Option("--height", min=8, help="Image height, a multiple of 8 "
