@@ -74,25 +74,45 @@ class FaceIDPipeline:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def from_model(
-        cls, model: str = "tiny", *, encoder: str | os.PathLike | None = None, method: str = "m2",
-        device: str = "auto", dtype: str = "auto", allow_download: bool = False,
-        face_backend: str = "auto", analyzer_options=None, identity_token: str = DEFAULT_IDENTITY_TOKEN,
+        cls, model: str = "tiny", *, encoder=None, method: str = "m2", device: str = "auto",
+        dtype: str = "auto", allow_download: bool = False, face_backend: str = "auto",
+        analyzer_options=None, analyzer=None, identity_token: str = DEFAULT_IDENTITY_TOKEN,
     ) -> FaceIDPipeline:
-        """Check everything that can be checked cheaply, then load the model and the encoder."""
+        """Check everything that can be checked cheaply, then load the model and the encoder.
+
+        ``encoder``: a checkpoint path, an already loaded IdentityEncoder, or None (tiny models:
+        a seeded random one). ``analyzer``: a face analyzer to reuse (else one is made on demand).
+        """
+        from .encoders import IdentityEncoder
+
         check_method(method)
         ref = resolve_model(model)
         check_model_available(ref, allow_download)
         if method != "none":
             require_encoder(ref, encoder)
-        if encoder is not None and not Path(encoder).exists():
+        if isinstance(encoder, (str, os.PathLike)) and not Path(encoder).exists():
             raise MissingModelError(f"encoder checkpoint '{encoder}' not found", "check the --encoder path")
+        if analyzer is None and method != "none":
+            from .faces import AnalyzerOptions, resolve_backend
+
+            # a missing insightface pack fails now, not after the diffusion model has loaded
+            if resolve_backend(face_backend, analyzer_options or AnalyzerOptions()) == "insightface":
+                from .faces.backend_insightface import find_pack, missing_pack_error
+
+                options = analyzer_options or AnalyzerOptions()
+                if find_pack(options.insightface_root, options.insightface_pack) is None:
+                    raise missing_pack_error(options.insightface_root, options.insightface_pack)
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         pipe = load_pipeline(ref, torch_device, torch_dtype, allow_download)
         dims = word_dims_of(pipe)
         identity_encoder = None
         if method != "none":
-            identity_encoder = load_identity_encoder(model, encoder, method, dims)
+            if isinstance(encoder, IdentityEncoder):
+                check_encoder_fits(encoder, method, dims, encoder.name)
+                identity_encoder = encoder
+            else:
+                identity_encoder = load_identity_encoder(model, encoder, method, dims)
             identity_encoder.to(torch_device)
 
         def analyzer_factory():
@@ -100,7 +120,7 @@ class FaceIDPipeline:
 
             return load_analyzer(face_backend, analyzer_options or AnalyzerOptions())
 
-        return cls(pipe, identity_encoder, model_name=model, method=method,
+        return cls(pipe, identity_encoder, model_name=model, method=method, analyzer=analyzer,
                    analyzer_factory=analyzer_factory, identity_token=identity_token)
 
     @property
@@ -143,14 +163,17 @@ class FaceIDPipeline:
         if self.method == "none":
             return None
         if is_identity_file(source):
-            identity = Identity.load(source)
-            identity.check_compatible(self.word_dims, str(source))
-            made_with = identity.metadata.get("encoder_hash")
-            if made_with and self.encoder is not None and made_with != self.encoder.content_hash:
-                logger.warning("identity file '%s' was made with another encoder (%s) than this one (%s)",
-                               source, identity.metadata.get("encoder_id"), self.encoder.name)
-            return identity
+            return self.check_identity(Identity.load(source), str(source))
         return self.encode([source], face_index=face_index, max_pixels=max_pixels)
+
+    def check_identity(self, identity: Identity, source: str) -> Identity:
+        """Refuse an identity the model cannot take; warn when another encoder made it."""
+        identity.check_compatible(self.word_dims, source)
+        made_with = identity.metadata.get("encoder_hash")
+        if made_with and self.encoder is not None and made_with != self.encoder.content_hash:
+            logger.warning("identity file '%s' was made with another encoder (%s) than this one (%s)",
+                           source, identity.metadata.get("encoder_id"), self.encoder.name)
+        return identity
 
     def prompt_embeds(self, identity: Identity, prompt: str) -> PromptEmbeds:
         identity.check_compatible(self.word_dims, "identity")
@@ -326,15 +349,20 @@ def _load_or_build_encoder(path, method: str, dims: tuple[int, ...] | None):
     if path is None:
         return build_random_m2_encoder(dims) if method == "m2" else build_random_clip_image_encoder(dims)
     encoder = load_encoder(path)
+    check_encoder_fits(encoder, method, dims, path)
+    return encoder
+
+
+def check_encoder_fits(encoder, method: str, dims: tuple[int, ...] | None, source) -> None:
+    """The encoder must be of the method's kind and make words as wide as the model's."""
     if encoder.encoder_type != method:
         raise InvalidArgumentError(
-            f"encoder '{path}' is a {encoder.encoder_type} encoder but --method is {method}",
+            f"encoder '{source}' is a {encoder.encoder_type} encoder but --method is {method}",
             f"pass --method {encoder.encoder_type}",
         )
     if dims is not None and tuple(encoder.word_dims) != tuple(dims):
         raise InvalidArgumentError(
-            f"encoder '{path}' makes words for {family_of(encoder.word_dims)} {list(encoder.word_dims)} "
+            f"encoder '{source}' makes words for {family_of(encoder.word_dims)} {list(encoder.word_dims)} "
             f"but the model is {family_of(dims)} {list(dims)}",
             "use an encoder trained for this base model",
         )
-    return encoder

@@ -219,3 +219,22 @@ def test_fake_identity_file(tmp_path):
 def test_encode_requires_safetensors_output(faces_dir, tmp_path):
     result = run_cli("encode", faces_dir / "obama.jpg", "-o", tmp_path / "me.pt")
     assert_one_line_error(result, 2, ".safetensors")
+
+
+def test_bad_inputs_fail_before_the_diffusion_model_loads(faces_dir, tmp_path, monkeypatch):
+    from faceid_cli.models import registry
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model must not load for a doomed run")
+
+    monkeypatch.setattr(registry, "load_pipeline", no_loading)
+    monkeypatch.setattr("faceid_cli.pipeline_faceid.load_pipeline", no_loading)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (120, 120), (10, 10, 10)).save(blank)
+    assert_one_line_error(run_cli("generate", blank, "S* as a chef", "-o", tmp_path), 1, "no face found")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes((faces_dir / "obama.jpg").read_bytes()[:2000])
+    assert_one_line_error(run_cli("generate", truncated, "S* as a chef", "-o", tmp_path), 1, "truncated")
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", tmp_path,
+                     "--backend", "insightface", "--insightface-root", tmp_path)
+    assert_one_line_error(result, 1, "insightface model pack", "det_10g.onnx")

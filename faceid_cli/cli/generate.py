@@ -76,6 +76,7 @@ def encode(
     encoder: EncoderOption = None,
     method: MethodOption = "m2",
     face_index: FaceIndexOption = 0,
+    device: Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")] = "auto",
     json_output: JsonOption = False,
     backend: BackendOption = "auto",
     insightface_root: InsightfaceRootOption = None,
@@ -91,11 +92,12 @@ def encode(
     """
     from ..errors import InvalidArgumentError
     from ..faces import load_analyzer
+    from ..models.registry import resolve_device
     from ..pipeline_faceid import encode_identity, load_identity_encoder
 
     if output.suffix != ".safetensors":
         raise InvalidArgumentError(f"identity file '{output}' must end in .safetensors", "e.g. -o me.safetensors")
-    identity_encoder = load_identity_encoder(model, encoder, method)
+    identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
     analyzer = load_analyzer(backend, analyzer_options(insightface_root, insightface_pack, detection_size))
     timings: dict = {}
     identity = encode_identity(identity_encoder, analyzer, faces, method=method, face_index=face_index,
@@ -161,12 +163,13 @@ def generate(
     image exactly; a photo and the identity file encoded from it give the same images.
     """
     from ..conditioning import check_identity_prompt
+    from ..faces import load_analyzer
     from ..generate import GenerationSettings
     from ..generate import generate as render
-    from ..identity import is_identity_file
-    from ..models.registry import DTYPES
+    from ..identity import Identity, is_identity_file
+    from ..models.registry import DTYPES, check_model_available, resolve_device, resolve_model
     from ..models.schedulers import check_scheduler
-    from ..pipeline_faceid import FaceIDPipeline
+    from ..pipeline_faceid import FaceIDPipeline, encode_identity, load_identity_encoder
 
     if dtype not in DTYPES:
         raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(DTYPES)}", param_hint="'--dtype'")
@@ -175,17 +178,30 @@ def generate(
         prompt = check_identity_prompt(prompt, identity_token, append_identity)
     if method == "none" and is_identity_file(face):
         note("--method none ignores the identity file")
+    # The identity first: a bad photo or identity file fails before the diffusion model loads.
+    check_model_available(resolve_model(model), allow_download)
+    options = analyzer_options(insightface_root, insightface_pack, detection_size)
+    identity_encoder = analyzer = identity = None
+    if method != "none":
+        identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
+        if is_identity_file(face):
+            identity = Identity.load(face)
+        else:
+            analyzer = load_analyzer(backend, options)
+            identity = encode_identity(identity_encoder, analyzer, [face], method=method,
+                                       face_index=face_index, max_pixels=max_pixels)
     pipeline = FaceIDPipeline.from_model(
-        model, encoder=encoder, method=method, device=device, dtype=dtype, allow_download=allow_download,
-        face_backend=backend, analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size),
+        model, encoder=identity_encoder, method=method, device=device, dtype=dtype,
+        allow_download=allow_download, face_backend=backend, analyzer_options=options, analyzer=analyzer,
         identity_token=identity_token,
     )
+    if identity is not None:
+        identity = pipeline.check_identity(identity, str(face))
     described = pipeline.describe()
     if not json_output:
         note(f"model {described['model']} ({described['family']}) on {described['device']} "
              f"({described['dtype']}), method {described['method']}"
              + (f", encoder {described['encoder']}" if described["encoder"] else ""))
-    identity = pipeline.identity_from(face, face_index=face_index, max_pixels=max_pixels)
     settings = GenerationSettings(
         prompt=prompt, negative_prompt=negative_prompt, num_images=num_images, seed=seed, steps=steps,
         guidance=guidance, scheduler=scheduler, height=height, width=width, batch_size=batch_size,
