@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: 2.13.0 is a CPU build on these machines; a bare "torch" pulls CUDA (GBs)
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 ## demo: the main job on the built-in tiny model, offline: faces found, compared, encoded, generated
