@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import FaceIDError
@@ -35,20 +35,34 @@ class WorkItem:
         return self.file[: -len(".png")] + ".json"
 
 
-def plan(jobs: list[Job]) -> list[WorkItem]:
-    """Every image the valid jobs ask for, in job order, with its seed and output path."""
-    items = []
+def plan(jobs: list[Job]) -> tuple[list[Job], list[WorkItem]]:
+    """Every image the valid jobs ask for, in job order, with its seed and output path.
+
+    Returns the jobs too: a job whose file names collide with an earlier job's (``a`` with two
+    prompts and a job named ``a-p0``, say) is turned into a failed job rather than sharing files.
+    """
+    items, planned, claimed = [], [], {}
     for job in jobs:
         if job.error:
+            planned.append(job)
             continue
         count = int(job.setting("num_images", 1))
         first = job.setting("seed")
         first = default_seed(job.name) if first is None else int(first)
+        mine = []
         for prompt_index, prompt in enumerate(job.prompts):
             stem = job.name if len(job.prompts) == 1 else f"{job.name}-p{prompt_index}"
             for i in range(count):
-                items.append(WorkItem(job, prompt_index, prompt, first + i, f"{stem}-{first + i}.png"))
-    return items
+                mine.append(WorkItem(job, prompt_index, prompt, first + i, f"{stem}-{first + i}.png"))
+        clash = next((item.file for item in mine if item.file in claimed), None)
+        if clash:
+            planned.append(replace(job, error=f"job '{job.name}' (line {job.line}): its image {clash} is "
+                                              f"also an image of job '{claimed[clash]}'; rename one of them"))
+            continue
+        claimed.update({item.file: job.name for item in mine})
+        planned.append(job)
+        items += mine
+    return planned, items
 
 
 def manifest_name(shard: tuple[int, int]) -> str:

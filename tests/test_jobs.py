@@ -163,9 +163,18 @@ def test_parse_shard(monkeypatch):
 def test_plan_names_and_seeds(tmp_path):
     path = tmp_path / "jobs.jsonl"
     path.write_text(JSONL)
-    items = plan(read_jobs(str(path)))
+    _, items = plan(read_jobs(str(path)))
     files = [item.file for item in items]
     seed_b = default_seed("job-00001")
     assert files[:2] == ["chef-a-3.png", "chef-a-4.png"]
     assert files[2:4] == [f"job-00001-p0-{seed_b}.png", f"job-00001-p1-{seed_b}.png"]
     assert default_seed("job-00001") == seed_b, "stable across runs"
+
+
+def test_colliding_file_names_fail_the_later_job(tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"face": "a.jpg", "prompt": ["S* one", "S* two"], "name": "a", "seed": 5}\n'
+                    '{"face": "a.jpg", "prompt": "S* three", "name": "a-p0", "seed": 5}\n')
+    jobs, items = plan(read_jobs(str(path)))
+    assert [item.file for item in items] == ["a-p0-5.png", "a-p1-5.png"]
+    assert jobs[0].error is None and "also an image of job 'a'" in jobs[1].error

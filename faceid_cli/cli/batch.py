@@ -105,7 +105,7 @@ def batch(
     jobs = read_jobs(jobs_file, jobs_format, defaults={k: v for k, v in given.items() if v is not None})
     shard_index, shard_count = parse_shard(shard)
     mine = shard_jobs(jobs, shard_index, shard_count)
-    items = plan(mine)
+    mine, items = plan(mine)
     if dry_run:
         _print_plan(mine, items, out, json_output)
         return
