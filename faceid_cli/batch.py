@@ -273,10 +273,8 @@ class BatchRunner:
         return self._identities[key]
 
     def _render(self, pipeline, render_key: tuple, items: list[WorkItem]) -> None:
-        from .generate import image_info, save_generated
         from .pipeline_faceid import RenderRequest
 
-        height, width, steps, guidance, scheduler, _ = render_key
         requests, ready = [], []
         for item in items:
             if item.job.name in self.summary.failed_jobs:
@@ -288,16 +286,35 @@ class BatchRunner:
             negative = self.setting(item.job, "negative_prompt") or ""
             requests.append(RenderRequest(identity, item.prompt, negative, item.seed))
             ready.append(item)
-        if not requests:
-            return
+        if requests:
+            self._render_requests(pipeline, render_key, ready, requests)
+
+    def _render_requests(self, pipeline, render_key: tuple, items: list[WorkItem], requests: list) -> None:
+        """Render and save; a batch that runs out of accelerator memory is split in two and retried."""
+        import torch
+
+        from .generate import image_info, save_generated
+
+        height, width, steps, guidance, scheduler, _ = render_key
         try:
             images = pipeline.render(requests, steps=steps, guidance=guidance, scheduler=scheduler,
                                      height=height, width=width, on_step=self.on_step)
+        except torch.cuda.OutOfMemoryError as exc:  # torch.OutOfMemoryError on newer torch
+            if len(requests) == 1:
+                self.fail(items[0].job, f"job '{items[0].job.name}': out of memory even one image at a time "
+                                        f"({str(exc).splitlines()[0]}); lower --height/--width or use --dtype fp16")
+                return
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(requests) // 2
+            self._render_requests(pipeline, render_key, items[:half], requests[:half])
+            self._render_requests(pipeline, render_key, items[half:], requests[half:])
+            return
         except FaceIDError as exc:
-            for item in ready:
+            for item in items:
                 self.fail(item.job, f"job '{item.job.name}': {exc}")
             return
-        for item, request, image in zip(ready, requests, images):
+        for item, request, image in zip(items, requests, images):
             info = image_info(pipeline, request.identity, prompt=item.prompt, negative_prompt=request.negative_prompt,
                               steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width)
             info.update(seed=item.seed, job=item.job.name)

@@ -249,3 +249,26 @@ def test_models_load_once_and_identities_encode_once(tmp_path, faces_dir, monkey
     assert sorted(loads) == ["tiny", "tiny-xl"], "one load per model"
     assert sorted(encodes) == sorted([(obama,), (biden,), (obama,)]), "one encoding per face and model"
     assert len(_pngs(tmp_path / "out")) == 6
+
+
+def test_out_of_memory_batches_are_split_and_retried(tmp_path, faces_dir, good_jobs, monkeypatch):
+    import torch
+
+    from faceid_cli.pipeline_faceid import FaceIDPipeline
+
+    original_render = FaceIDPipeline.render
+    sizes = []
+
+    def small_memory(self, requests, **kwargs):
+        sizes.append(len(requests))
+        if len(requests) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original_render(self, requests, **kwargs)
+
+    monkeypatch.setattr(FaceIDPipeline, "render", small_memory)
+    jobs = _write_jobs(tmp_path / "jobs.jsonl", good_jobs[:2])
+    result = run_cli("batch", jobs, "-o", tmp_path / "out", *STEPS, "--batch-size", "4")
+    assert result.exit_code == 0, result.stderr
+    assert _pngs(tmp_path / "out") == {"obama-chef-1.png", "obama-chef-2.png", "portraits/biden-p0-5.png",
+                                       "portraits/biden-p1-5.png"}
+    assert sizes[0] == 4 and sizes.count(1) == 4
