@@ -74,7 +74,6 @@ def _head_values():
 
 def build_detector(path: Path, *, dynamic_input: bool = False, batched: bool = False,
                    shuffle_outputs: bool = False) -> Path:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, 3, "height", "width"] if dynamic_input else [1, 3, INPUT, INPUT]
@@ -96,6 +95,14 @@ def build_detector(path: Path, *, dynamic_input: bool = False, batched: bool = F
         nodes.append(helper.make_node("Add", [f"{name}_const", "nothing"], [name]))
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
     graph = helper.make_graph(nodes, "scrfd_like", inputs, outputs, initializers)
+    return _save(graph, path)
+
+
+def _save(graph, path: Path) -> Path:
+    """A checked opset-17 model (IR 9, which onnxruntime reads) written to ``path``."""
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.checker.check_model(model)
@@ -109,7 +116,6 @@ def recognizer_weights(seed: int = 0) -> np.ndarray:
 
 
 def build_recognizer(path: Path, seed: int = 0) -> Path:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inputs = [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["None", 3, 112, 112])]
@@ -121,12 +127,7 @@ def build_recognizer(path: Path, seed: int = 0) -> Path:
     ]
     weights = numpy_helper.from_array(recognizer_weights(seed), "weights")
     graph = helper.make_graph(nodes, "arcface_like", inputs, outputs, [weights])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    return path
+    return _save(graph, path)
 
 
 def reference_embedding(crop_rgb: np.ndarray, seed: int = 0) -> np.ndarray:

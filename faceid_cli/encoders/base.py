@@ -78,12 +78,15 @@ class IdentityEncoder(nn.Module):
 
     @property
     def content_hash(self) -> str:
-        """SHA-256 of the weights as safetensors bytes: the same weights give the same hash."""
+        """SHA-256 of the config and every tensor (name, dtype, shape, bytes): the same weights give
+        the same hash. Streamed tensor by tensor, so a ViT-L encoder is never copied whole."""
         if self._hash is None:
-            from safetensors.torch import save
-
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-            self._hash = hashlib.sha256(save(state, metadata={"config": _dumps(self.config)})).hexdigest()
+            digest = hashlib.sha256(_dumps(self.config).encode("utf-8"))
+            for name, tensor in sorted(self.state_dict().items()):
+                tensor = tensor.detach().cpu().contiguous()
+                digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode("utf-8"))
+                digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            self._hash = digest.hexdigest()
         return self._hash
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
