@@ -92,7 +92,8 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Ima
 def _too_large(path: Path, size: tuple[int, int] | None, limit: int) -> ImageError:
     what = f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} megapixels)" if size else "too large"
     return ImageError(
-        f"image '{path}' is {what}, over the limit of {limit / 1e6:g} megapixels",
+        f"image '{path}' is {what}, over the limit of "
+        + (f"{limit / 1e6:g} megapixels" if limit >= 1_000_000 else f"{limit:,} pixels"),
         f"downscale it, or raise the limit with --max-pixels or {MAX_PIXELS_ENV}",
     )
 
