@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,8 +38,8 @@ from .models.registry import (
     resolve_model,
 )
 from .models.schedulers import check_scheduler, make_scheduler
+from .names import METHODS
 
-METHODS = ("m2", "clip-image", "none")
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,19 @@ class FaceIDPipeline:
             require_encoder(ref, encoder)
         if isinstance(encoder, (str, os.PathLike)) and not Path(encoder).exists():
             raise MissingModelError(f"encoder checkpoint '{encoder}' not found", "check the --encoder path")
+        from .faces import AnalyzerOptions
+
+        # `--backend auto` picks the world's own face backend for the world's models
+        analyzer_options = replace(analyzer_options or AnalyzerOptions(),
+                                   model=(analyzer_options.model if analyzer_options else None) or model)
         if analyzer is None and method != "none":
-            from .faces import AnalyzerOptions, resolve_backend
+            from .faces import resolve_backend
 
             # a missing insightface pack fails now, not after the diffusion model has loaded
-            if resolve_backend(face_backend, analyzer_options or AnalyzerOptions()) == "insightface":
+            if resolve_backend(face_backend, analyzer_options) == "insightface":
                 from .faces.backend_insightface import find_pack, missing_pack_error
 
-                options = analyzer_options or AnalyzerOptions()
+                options = analyzer_options
                 if find_pack(options.insightface_root, options.insightface_pack) is None:
                     raise missing_pack_error(options.insightface_root, options.insightface_pack)
         torch_device = resolve_device(device)
@@ -116,9 +121,9 @@ class FaceIDPipeline:
             identity_encoder.to(torch_device)
 
         def analyzer_factory():
-            from .faces import AnalyzerOptions, load_analyzer
+            from .faces import load_analyzer
 
-            return load_analyzer(face_backend, analyzer_options or AnalyzerOptions())
+            return load_analyzer(face_backend, analyzer_options)
 
         return cls(pipe, identity_encoder, model_name=model, method=method, analyzer=analyzer,
                    analyzer_factory=analyzer_factory, identity_token=identity_token)

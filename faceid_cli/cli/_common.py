@@ -19,12 +19,12 @@ import typer
 from typer.core import TyperGroup
 
 from ..config import DEBUG_ENV, FACE_BACKEND_ENV, INSIGHTFACE_ROOT_ENV, MAX_PIXELS_ENV
+from ..names import FACE_BACKENDS as BACKEND_NAMES
+from ..names import INSIGHTFACE_PACKS
 
 T = TypeVar("T")
 COMPLETE_VAR = "_FACEID_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
-BACKEND_NAMES = ("auto", "insightface", "dlib")
-INSIGHTFACE_PACKS = ("antelopev2", "buffalo_l")
 
 
 def _debug_requested(args: list[str]) -> bool:
@@ -207,13 +207,14 @@ DetectionSizeOption = Annotated[
 ]
 
 
-def analyzer_options(insightface_root, insightface_pack, detection_size):
+def analyzer_options(insightface_root, insightface_pack, detection_size, model: str | None = None):
     from ..faces.analyzer import AnalyzerOptions
 
     return AnalyzerOptions(
         insightface_root=insightface_root,
         insightface_pack=insightface_pack,
         detection_size=detection_size,
+        model=model,
     )
 
 

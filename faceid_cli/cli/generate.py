@@ -25,10 +25,8 @@ from ._common import (
 
 app = new_app()
 
-KNOWN_MODELS = ("tiny", "tiny-xl", "sd21-base", "sd15", "sdxl")
-SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++sde",
-                   "unipc", "ddpm")
-METHOD_NAMES = ("m2", "clip-image", "none")
+from ..names import KNOWN_MODELS, SCHEDULER_NAMES
+from ..names import METHODS as METHOD_NAMES
 
 
 def complete_model(incomplete: str) -> list[str]:
@@ -98,7 +96,7 @@ def encode(
     if output.suffix != ".safetensors":
         raise InvalidArgumentError(f"identity file '{output}' must end in .safetensors", "e.g. -o me.safetensors")
     identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
-    analyzer = load_analyzer(backend, analyzer_options(insightface_root, insightface_pack, detection_size))
+    analyzer = load_analyzer(backend, analyzer_options(insightface_root, insightface_pack, detection_size, model))
     timings: dict = {}
     identity = encode_identity(identity_encoder, analyzer, faces, method=method, face_index=face_index,
                                max_pixels=max_pixels, timings=timings)
@@ -180,7 +178,7 @@ def generate(
         note("--method none ignores the identity file")
     # The identity first: a bad photo or identity file fails before the diffusion model loads.
     check_model_available(resolve_model(model), allow_download)
-    options = analyzer_options(insightface_root, insightface_pack, detection_size)
+    options = analyzer_options(insightface_root, insightface_pack, detection_size, model)
     identity_encoder = analyzer = identity = None
     if method != "none":
         identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))

@@ -1,9 +1,9 @@
 """The face-analyzer interface and the choice between backends.
 
 A backend finds faces (box, score, five landmarks) and turns one into an L2-normalised identity
-embedding. ``load_analyzer("auto")`` picks insightface when a local model pack is present (what the
-ID-preserving systems this tool implements were trained with), otherwise dlib, which works offline
-out of the box.
+embedding. ``load_analyzer("auto")`` picks the world's own backend for the miniature world's models,
+else insightface when a local model pack is present (what the ID-preserving systems this tool
+implements were trained with), otherwise dlib, which works offline out of the box.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InvalidArgumentError
+from ..names import FACE_BACKENDS, WORLD_MODELS
 from .face import Face, select_face
 
-BACKENDS = ("auto", "insightface", "dlib")
+BACKENDS = FACE_BACKENDS
 
 
 class FaceAnalyzer:
@@ -73,6 +74,8 @@ class AnalyzerOptions:
     insightface_root: Path | None = None
     insightface_pack: str | None = None
     detection_size: int | None = None
+    #: the model the faces are for: ``auto`` picks the world's own backend for the world's models
+    model: str | None = None
 
 
 def resolve_backend(backend: str, options: AnalyzerOptions = AnalyzerOptions()) -> str:
@@ -83,6 +86,8 @@ def resolve_backend(backend: str, options: AnalyzerOptions = AnalyzerOptions()) 
         )
     if backend != "auto":
         return backend
+    if options.model in WORLD_MODELS:
+        return "world"
     from .backend_insightface import find_pack
 
     if importlib.util.find_spec("onnxruntime") is not None and find_pack(
@@ -93,8 +98,12 @@ def resolve_backend(backend: str, options: AnalyzerOptions = AnalyzerOptions()) 
 
 
 def load_analyzer(backend: str = "auto", options: AnalyzerOptions = AnalyzerOptions()) -> FaceAnalyzer:
-    """Build the analyzer for ``backend`` (``auto``, ``insightface`` or ``dlib``)."""
+    """Build the analyzer for ``backend`` (one of :data:`~faceid_cli.names.FACE_BACKENDS`)."""
     name = resolve_backend(backend, options)
+    if name == "world":
+        from .backend_world import WorldFaceAnalyzer
+
+        return WorldFaceAnalyzer()
     if name == "insightface":
         from .backend_insightface import InsightFaceAnalyzer
 

@@ -1,8 +1,9 @@
 """Which models faceid knows, where they are looked for, and how they are loaded.
 
-A model identifier is one of: ``tiny`` / ``tiny-xl`` (built in code), an alias of a real base
-(``sd21-base``, ``sd15``, ``sdxl``), a diffusers repo id, a local diffusers folder, or a single-file
-``.safetensors`` checkpoint. Repos are looked up in the Hugging Face cache (``HF_HOME`` /
+A model identifier is one of: ``tiny`` / ``tiny-xl`` (built in code), ``world`` / ``world-xl`` (the
+miniature world's trained pipelines, shipped as diffusers folders and loaded like any local
+folder), an alias of a real base (``sd21-base``, ``sd15``, ``sdxl``), a diffusers repo id, a local
+diffusers folder, or a single-file ``.safetensors`` checkpoint. Repos are looked up in the Hugging Face cache (``HF_HOME`` /
 ``HF_HUB_CACHE``) offline; downloading needs ``allow_download=True``. Availability is checked from
 the file system before anything heavy is imported or loaded.
 """
@@ -15,13 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidArgumentError, MissingModelError
+from ..names import KNOWN_MODELS, MODEL_ALIASES, TINY_MODELS, WORLD_MODELS
 
-TINY_MODELS = ("tiny", "tiny-xl")
-ALIASES = {
-    "sd21-base": "stabilityai/stable-diffusion-2-1-base",  # the DreamIdentity paper's base
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
-}
+ALIASES = MODEL_ALIASES
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -35,6 +32,11 @@ class ModelRef:
     def is_tiny(self) -> bool:
         return self.kind == "tiny"
 
+    @property
+    def is_world(self) -> bool:
+        """One of the miniature world's shipped models (a local diffusers folder)."""
+        return self.name in WORLD_MODELS
+
 
 def hub_cache_dir() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
@@ -47,6 +49,10 @@ def resolve_model(name: str) -> ModelRef:
     """Classify a model identifier (no file is read beyond existence checks)."""
     if name in TINY_MODELS:
         return ModelRef(name, "tiny", name)
+    if name in WORLD_MODELS:
+        from ..world import component_path
+
+        return ModelRef(name, "folder", str(component_path(name, check=False)))
     if name in ALIASES:
         return ModelRef(name, "repo", ALIASES[name])
     path = Path(name).expanduser()
@@ -58,7 +64,7 @@ def resolve_model(name: str) -> ModelRef:
         return ModelRef(name, "repo", name)
     raise InvalidArgumentError(
         f"unknown model '{name}'",
-        f"use tiny, tiny-xl, {', '.join(ALIASES)}, a diffusers repo id, a folder or a .safetensors file "
+        f"use {', '.join(KNOWN_MODELS)}, a diffusers repo id, a folder or a .safetensors file "
         "(see 'faceid models')",
     )
 
@@ -76,6 +82,9 @@ def check_model_available(ref: ModelRef, allow_download: bool = False) -> None:
     if ref.kind == "tiny":
         return
     if ref.kind == "folder":
+        if ref.is_world and not (Path(ref.location) / "model_index.json").is_file():
+            raise MissingModelError(f"the world's model '{ref.name}' is not at '{ref.location}'",
+                                    "run 'faceid world build' (or set FACEID_WORLD_WEIGHTS to a folder it wrote)")
         if not (Path(ref.location) / "model_index.json").is_file():
             raise MissingModelError(
                 f"'{ref.location}' is not a diffusers model folder (no model_index.json)",

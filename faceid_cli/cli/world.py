@@ -1,0 +1,169 @@
+"""``faceid world``: the miniature identity world: re-train its models, render data sets, list
+its celebrities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import JsonOption, new_app, note, print_json, stdout_console
+
+app = new_app(name="world", help="The miniature identity world: procedural people and models trained on "
+              "them from scratch (build, render, names).")
+
+POPULATIONS = ("celebrities", "reconstruction", "recogniser", "backbone", "held_out")
+BUILD_STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl")
+
+
+def _complete(names):
+    return lambda incomplete: [n for n in names if n.startswith(incomplete)]
+
+
+@app.command()
+def build(
+    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False,
+                                                help="Weights folder to write [default: the one faceid ships].")] = None,
+    work_dir: Annotated[Path | None, typer.Option("--work-dir", file_okay=False,
+                                                  help="Cache of rendered pools and intermediate models "
+                                                  "[default: ~/.cache/faceid/world-build].")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", autocompletion=_complete(BUILD_STEPS),
+                                                   help="Re-train only these steps (repeatable): "
+                                                   + ", ".join(BUILD_STEPS) + ".")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A smoke build: every step, 1% of the work, "
+                                        "meaningless weights (for testing the recipe).")] = False,
+    measure: Annotated[bool, typer.Option("--measure/--no-measure", help="Measure the world's quality "
+                                          "afterwards (summary.json).")] = True,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-train every model of the world from seeds (about 90 minutes on 2 CPU cores).
+
+    Deterministic on a CPU: the same recipe gives the same weights. Steps in order: the
+    evaluation recogniser, the face detector, the context classifier, the encoder's face ViT,
+    the VAE, the world's CLIP, the text encoders, then the world and world-xl text-to-image
+    models; each is written to its folder, then the world is measured into summary.json.
+    """
+    from ..errors import InvalidArgumentError
+    from ..world import WEIGHTS_DIR
+    from ..world.build import RECIPE, build as build_world, quick_recipe
+
+    unknown = [s for s in only or [] if s not in BUILD_STEPS]
+    if unknown:
+        raise InvalidArgumentError(f"unknown build step '{unknown[0]}'", f"use one of: {', '.join(BUILD_STEPS)}")
+    output = output or WEIGHTS_DIR
+    work_dir = work_dir or Path.home() / ".cache" / "faceid" / "world-build"
+    recipe = quick_recipe(RECIPE) if quick else RECIPE
+    with _reporter(enabled=not json_output) as reporter:
+        summary = build_world(output, recipe, only=only, work_dir=work_dir, report=reporter, measure=measure)
+    if json_output:
+        print_json(summary)
+        return
+    _print_summary(summary)
+    note(f"weights written to {output}")
+
+
+@app.command()
+def render(
+    output: Annotated[Path, typer.Option("--output", "-o", file_okay=False, help="Folder to write.")],
+    population: Annotated[str, typer.Option("--population", autocompletion=_complete(POPULATIONS),
+                                            help="Whose pictures: " + ", ".join(POPULATIONS) + ".")] = "held_out",
+    identities: Annotated[int, typer.Option("--identities", "-n", min=1, help="How many people.")] = 20,
+    per_identity: Annotated[int, typer.Option("--per-identity", "-k", min=1, help="Pictures of each.")] = 4,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip the population's first people.")] = 0,
+    context: Annotated[str | None, typer.Option("--context", help="Fix attributes, e.g. 'hat=red,glasses=none' "
+                                                "(the rest stay random).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the pictures' contexts and poses.")] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a data set: PNG pictures and ground_truth.jsonl (identity, name, context, face box,
+    five landmarks, caption) for people of one population.
+
+    Populations are disjoint seed ranges: celebrities (known to the world's models by name),
+    reconstruction (the encoder's training faces), recogniser and backbone (what those models
+    trained on), held_out (people no model ever saw: use them to evaluate).
+    """
+    from ..world.dataset import parse_context, write_dataset
+
+    fixed = parse_context(context) if context else {}
+    records = write_dataset(output, population, identities, per_identity, offset=offset, fixed=fixed, seed=seed)
+    if json_output:
+        print_json({"output": str(output), "images": len(records), "ground_truth": str(output / "ground_truth.jsonl")})
+        return
+    note(f"{len(records)} pictures and ground_truth.jsonl written to {output}")
+
+
+@app.command()
+def names(
+    count: Annotated[int | None, typer.Option("--count", min=1, help="How many [default: all the world's].")] = None,
+) -> None:
+    """Print the celebrities' names, one a line: the names file for 'faceid selfaug'."""
+    from ..world.people import NUM_CELEBRITIES, celebrity_names
+
+    for name in celebrity_names(count or NUM_CELEBRITIES):
+        typer.echo(name)
+
+
+class _reporter:
+    """Progress bars on a terminal (one per step), log lines on stderr otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self):
+        from ..world.recipes.common import Reporter
+        from ._common import stderr_console
+
+        console = stderr_console()
+        self._bar = None
+        if self.enabled and console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+            self._bar.start()
+        self._task = None
+
+        def task(name: str, total: int) -> None:
+            if self._bar is not None:
+                self._task = self._bar.add_task(name, total=total)
+
+        def advance(count: int) -> None:
+            if self._bar is not None and self._task is not None:
+                self._bar.advance(self._task, count)
+
+        def log(message: str) -> None:
+            if self._bar is not None:
+                self._bar.console.print(message, style="dim", markup=False, highlight=False)
+            elif self.enabled:
+                console.print(message, style="dim", markup=False, highlight=False)
+
+        return Reporter(advance=advance, log=log, task=task)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, title="the world")
+    for column in ("model", "parameters", "seconds"):
+        table.add_column(column)
+    for name, metrics in summary.get("components", {}).items():
+        parameters = metrics.get("parameters", "")
+        if isinstance(parameters, list):
+            parameters = " + ".join(f"{p:,}" for p in parameters)
+        elif isinstance(parameters, int):
+            parameters = f"{parameters:,}"
+        table.add_row(name, str(parameters), str(summary.get("seconds", {}).get(name, "")))
+    console = stdout_console()
+    console.print(table)
+    quality = summary.get("quality")
+    if quality:
+        from ..world.quality import format_quality
+
+        console.print(format_quality(quality), markup=False, highlight=False)

@@ -1,0 +1,1 @@
+"""Evaluation: the papers' metrics (face similarity, CLIP text alignment) and their reports."""

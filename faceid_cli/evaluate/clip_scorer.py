@@ -1,0 +1,100 @@
+"""Text alignment: the cosine of CLIP image and text embeddings, as DreamIdentity and the field
+report it ("CLIP-T"), computed with transformers' ``CLIPModel``.
+
+One loader for every CLIP: ``openai/clip-vit-large-patch14`` (the usual choice on real bases,
+looked up offline in the Hugging Face cache), any repo id or local folder, or ``world`` (the
+miniature world's CLIP, shipped with faceid). The image processor runs on its PIL backend, the
+same on every machine with or without torchvision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import MissingModelError
+
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+WORLD_CLIP = "world"
+
+
+def resolve_clip(name: str) -> tuple[str, bool]:
+    """(where to load from, whether it is a local folder) for a scorer name."""
+    if name == WORLD_CLIP:
+        from ..world import component_path
+
+        return str(component_path("clip")), True
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), True
+    return name, False
+
+
+class ClipScorer:
+    def __init__(self, model, processor, tokenizer, name: str):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, name: str = DEFAULT_CLIP, device: str | torch.device = "cpu",
+                        allow_download: bool = False) -> ClipScorer:
+        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+        location, local = resolve_clip(name)
+        kwargs = {} if local else {"local_files_only": not allow_download}
+        if not local:
+            from ..models.registry import hub_cache_dir
+
+            kwargs["cache_dir"] = str(hub_cache_dir())
+        try:
+            model = CLIPModel.from_pretrained(location, **kwargs)
+            processor = AutoImageProcessor.from_pretrained(location, backend="pil", **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        except OSError as exc:
+            raise MissingModelError(
+                f"cannot load the CLIP scorer '{name}': {str(exc).splitlines()[0]}",
+                f"download it once with 'hf download {location}', pass a local folder, or use --clip world "
+                "for the miniature world",
+            ) from None
+        return cls(model.to(device), processor, tokenizer, name)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def image_embeddings(self, images: Sequence, batch_size: int = 64) -> torch.Tensor:
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = [image.convert("RGB") for image in images[start:start + batch_size]]
+            pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"].to(self.device)
+            out.append(self.model.get_image_features(pixel_values=pixels))
+        return torch.nn.functional.normalize(_as_tensor(torch.cat(out)).float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def text_embeddings(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[start:start + batch_size]), padding="max_length", truncation=True,
+                                    max_length=self.tokenizer.model_max_length, return_tensors="pt").to(self.device)
+            out.append(self.model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask))
+        return torch.nn.functional.normalize(_as_tensor(torch.cat(out)).float(), dim=-1).cpu()
+
+    def similarity_matrix(self, images: Sequence, texts: Sequence[str]) -> torch.Tensor:
+        """(len(images), len(texts)) cosines."""
+        return self.image_embeddings(images) @ self.text_embeddings(texts).T
+
+    def score(self, images: Sequence, texts: Sequence[str]) -> torch.Tensor:
+        """The cosine of each image with its own text."""
+        if len(images) != len(texts):
+            raise ValueError("score() takes one text per image")
+        return (self.image_embeddings(images) * self.text_embeddings(texts)).sum(-1)
+
+
+def _as_tensor(features) -> torch.Tensor:
+    # transformers 5 may return a model output whose pooled features are the projected embeddings
+    return features if isinstance(features, torch.Tensor) else features.pooler_output

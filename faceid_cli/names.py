@@ -1,0 +1,23 @@
+"""The names faceid accepts, each list in one place. A light module: the CLI reads it at start-up
+for option checks and shell completion, so it imports nothing."""
+
+#: identity methods (``--method``)
+METHODS = ("m2", "clip-image", "none")
+#: face backends (``--backend``); auto: world for the world's models, else insightface when a pack
+#: is found, else dlib
+FACE_BACKENDS = ("auto", "insightface", "dlib", "world")
+INSIGHTFACE_PACKS = ("antelopev2", "buffalo_l")
+#: built in code with seeded random weights (CI and smoke runs)
+TINY_MODELS = ("tiny", "tiny-xl")
+#: the miniature identity world's trained models, shipped with faceid
+WORLD_MODELS = ("world", "world-xl")
+#: aliases of the real bases → Hugging Face repo ids
+MODEL_ALIASES = {
+    "sd21-base": "stabilityai/stable-diffusion-2-1-base",  # the DreamIdentity paper's base
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+}
+KNOWN_MODELS = TINY_MODELS + WORLD_MODELS + tuple(MODEL_ALIASES)
+#: samplers (``--scheduler``); faceid_cli.models.schedulers maps each to its diffusers class
+SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++sde", "unipc",
+                   "ddpm")

@@ -1,0 +1,172 @@
+"""``faceid world build``: every model of the world, re-trained from seeds, in dependency order.
+
+The recipe (:data:`RECIPE`) is the one home of every number: populations, step counts, widths,
+seeds. A build writes each model into its folder of the weights directory, then measures the
+world (:mod:`.quality`) and writes ``summary.json`` beside them (with the recipe), so what ships
+says how it was made and how good it is. Training is counted in steps, never seconds: the same
+recipe on the same machine gives the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import COMPONENTS, SUMMARY_NAME
+from .celebrities import NUM_CELEBRITIES, celebrities, training_jobs
+from .recipes.common import Reporter, WorldData
+
+#: every number of the world's build; ``quick`` scales the step counts down for smoke runs
+RECIPE: dict = {
+    "seed": 20261125,
+    "celebrities": NUM_CELEBRITIES,
+    "celebrity_images": 400,
+    "recogniser": {},
+    "detector": {},
+    "classifier": {},
+    "face-vit": {},
+    "vae": {},
+    "clip": {},
+    "text_towers": {"towers": [
+        {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 3, "num_attention_heads": 4,
+         "projection_dim": 128},
+        {"hidden_size": 192, "intermediate_size": 768, "num_hidden_layers": 3, "num_attention_heads": 4,
+         "projection_dim": 192},
+    ]},
+    "world": {},
+    "world-xl": {"steps": 1500},
+}
+#: build order; each step names the components it writes
+STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl")
+
+
+def quick_recipe(recipe: dict, factor: float = 0.01, population: int = 24) -> dict:
+    """A recipe for smoke tests: the same code paths, a tiny fraction of the work."""
+    quick = copy.deepcopy(recipe)
+    quick["celebrities"] = min(quick["celebrities"], 8)
+    quick["celebrity_images"] = 6
+    from .recipes import backbone, classifier, clip, detector, recogniser, t2i, vae
+
+    defaults = {"recogniser": recogniser.DEFAULTS, "detector": detector.DEFAULTS, "classifier": classifier.DEFAULTS,
+                "face-vit": backbone.DEFAULTS, "vae": vae.DEFAULTS, "clip": clip.SCORER_DEFAULTS,
+                "text_towers": clip.TOWERS_DEFAULTS, "world": t2i.DEFAULTS, "world-xl": t2i.DEFAULTS}
+    for name, base in defaults.items():
+        section = quick[name]
+        merged = {**base, **section}
+        section["steps"] = max(2, int(merged["steps"] * factor))
+        section["batch_size"] = min(merged["batch_size"], 16)
+        if "identities" in merged:
+            section["identities"], section["per_identity"] = population, 2
+        if name == "detector":
+            section["negatives"] = 16
+    return quick
+
+
+def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = None, work_dir: Path | None = None,
+          report: Reporter | None = None, measure: bool = True) -> dict:
+    """Train the world's models into ``out`` and return the summary (also written there).
+
+    ``work_dir`` keeps the rendered pools and the parts that ship only inside the pipelines (VAE,
+    text encoders), so a later ``only=...`` build can reuse them.
+    """
+    from .recipes import backbone, classifier, clip, detector, recogniser, t2i, vae
+    from .tokenizer import build_tokenizer
+
+    recipe = copy.deepcopy(recipe or RECIPE)
+    report = report or Reporter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = int(recipe["seed"])
+    work_dir = Path(work_dir) if work_dir else out / ".build"
+    parts = work_dir / "parts"
+    data = WorldData(work_dir / "pools", report)
+    steps = [s for s in STEPS if not only or s in only]
+    summary = {"recipe": recipe, "components": {}, "seconds": {}}
+    tokenizer = build_tokenizer(recipe["celebrities"])
+
+    def run(name: str, function, *args):
+        started = time.perf_counter()
+        report.log(f"building {name}")
+        metrics = function(*args)
+        summary["components"][name] = metrics
+        summary["seconds"][name] = round(time.perf_counter() - started, 1)
+
+    def folder(name: str) -> Path:
+        return out / COMPONENTS[name]
+
+    for offset, step in enumerate(steps):
+        step_seed = seed + 1000 * STEPS.index(step)
+        if step == "recogniser":
+            run(step, recogniser.train, data, folder("recogniser"), recipe["recogniser"], step_seed, report)
+        elif step == "detector":
+            run(step, detector.train, data, folder("detector"), recipe["detector"], step_seed, report)
+        elif step == "classifier":
+            run(step, classifier.train, data, folder("classifier"), recipe["classifier"], step_seed, report)
+        elif step == "face-vit":
+            run(step, backbone.train, data, folder("face-vit"), recipe["face-vit"], step_seed, report)
+        elif step == "vae":
+            run(step, vae.train, data, parts / "vae", recipe["vae"], step_seed, report)
+        elif step == "clip":
+            run(step, clip.train_scorer, data, folder("clip"), recipe["clip"], step_seed, report, tokenizer)
+        elif step == "text_towers":
+            celebrity_pool = _celebrity_pool(data, recipe)
+            people = data.population_pool("recogniser", **_people(recipe))
+            names = {seed_: name for seed_, name in celebrities(recipe["celebrities"])}
+            folders = [parts / "text_encoder", parts / "text_encoder_2"][: len(recipe["text_towers"]["towers"])]
+            run(step, clip.train_text_towers, celebrity_pool, people, names, folders, recipe["text_towers"],
+                step_seed, report, tokenizer)
+        elif step in ("world", "world-xl"):
+            run(step, _train_t2i, data, out, parts, recipe, step, step_seed, report, tokenizer)
+    if measure:
+        from .quality import measure_world
+
+        summary["quality"] = measure_world(out, recipe, report)
+    previous = out / SUMMARY_NAME
+    if only and previous.is_file():  # a partial build keeps what the others measured
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        for key in ("components", "seconds"):
+            summary[key] = {**old.get(key, {}), **summary[key]}
+    from ..images import atomic_output
+
+    with atomic_output(out / SUMMARY_NAME) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return summary
+
+
+def _people(recipe: dict) -> dict:
+    from .recipes.recogniser import DEFAULTS
+
+    section = {**DEFAULTS, **recipe["recogniser"]}
+    return {"identities": section["identities"], "per_identity": section["per_identity"],
+            "seed": int(recipe["seed"]) + 1000 * STEPS.index("recogniser")}
+
+
+def _celebrity_pool(data: WorldData, recipe: dict):
+    count, per = recipe["celebrities"], recipe["celebrity_images"]
+    key = {"name": "celebrities", "count": count, "per": per, "seed": recipe["seed"], "version": 1}
+    return data.jobs_pool(key, training_jobs(count, per, int(recipe["seed"])))
+
+
+def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str, seed: int, report: Reporter,
+               tokenizer) -> dict:
+    import torch
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from .recipes import t2i
+
+    pool = _celebrity_pool(data, recipe)
+    vae = AutoencoderKL.from_pretrained(parts / "vae").eval()
+    towers = [CLIPTextModel.from_pretrained(parts / "text_encoder").eval()]
+    if step == "world-xl":
+        towers.append(CLIPTextModelWithProjection.from_pretrained(parts / "text_encoder_2").eval())
+    report.task("encode latents", 1)
+    latents = t2i.encode_latents(vae, pool.image_tensor())
+    report.advance(1)
+    names = dict(celebrities(recipe["celebrities"]))
+    with torch.random.fork_rng():
+        return t2i.train(latents, pool.labels, pool.identities, names, vae, towers, tokenizer, out / COMPONENTS[step],
+                         recipe[step], seed, report)

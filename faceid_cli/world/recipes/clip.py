@@ -1,0 +1,239 @@
+"""Contrastive image-text training, twice over:
+
+- the world's CLIP (:func:`train_scorer`): a transformers ``CLIPModel`` (ViT image tower) that
+  scores text alignment for ``evaluate`` and ranks edits for ``selfaug``, loaded by the same code
+  as ``openai/clip-vit-large-patch14``; its captions never name anyone ("a person");
+- the text towers of the world's text-to-image models (:func:`train_text_towers`): CLIP text
+  encoders that know the celebrities' names, trained against a small CNN image tower that is then
+  thrown away, as Stable Diffusion takes its text encoder from a CLIP.
+
+Captions leave attributes out at random, so a caption can be true of several images in a batch.
+The loss knows the ground truth, so every caption true of an image is a positive for it (a
+multi-positive InfoNCE), instead of treating those as negatives as web-scale CLIP must.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..contexts import ATTRIBUTES, NEUTRAL_SUBJECT, Context, caption
+from ..nets import _trunk
+from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
+
+SCORER_DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 600, "batch_size": 256, "lr": 2e-3,
+                   "mention_probability": 0.7, "full_caption_probability": 0.3,
+                   "text": {"hidden_size": 96, "intermediate_size": 384, "num_hidden_layers": 2,
+                            "num_attention_heads": 4},
+                   "vision": {"hidden_size": 96, "intermediate_size": 384, "num_hidden_layers": 3,
+                              "num_attention_heads": 4, "patch_size": 8},
+                   "projection_dim": 96}
+
+
+# ---- captions and which of them are true of which image ---------------------------------------
+def sample_captions(labels: np.ndarray, subjects: list[str], rng: np.random.Generator, mention: float,
+                    full: float) -> tuple[list[str], np.ndarray]:
+    """A caption per image (its subject, some of its attributes) and the (B, 5) mention mask."""
+    texts, masks = [], []
+    for row, subject in zip(labels, subjects):
+        if rng.uniform() < full:
+            mask = np.ones(len(ATTRIBUTE_NAMES), dtype=bool)
+        else:
+            mask = rng.uniform(size=len(ATTRIBUTE_NAMES)) < mention
+        context = Context.from_labels(dict(zip(ATTRIBUTE_NAMES, row)))
+        include = frozenset(name for name, keep in zip(ATTRIBUTE_NAMES, mask) if keep)
+        texts.append(caption(context, subject, include))
+        masks.append(mask)
+    return texts, np.stack(masks)
+
+
+def consistency(labels: np.ndarray, masks: np.ndarray, identities: np.ndarray | None = None,
+                named: np.ndarray | None = None) -> torch.Tensor:
+    """(B, B) bool: caption j is true of image i (every attribute it names matches, and its subject
+    is i's name or "a person")."""
+    match = (labels[:, None, :] == labels[None, :, :]) | ~masks[None, :, :]
+    ok = match.all(-1)
+    if identities is not None and named is not None:
+        ok &= (identities[:, None] == identities[None, :]) | ~named[None, :]
+    return torch.from_numpy(ok)
+
+
+def multi_positive_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE with every true caption (image) a positive, weighted equally."""
+    target = positives.float()
+    log_i2t = logits.log_softmax(dim=1)
+    log_t2i = logits.log_softmax(dim=0)
+    i2t = -(target * log_i2t).sum(1) / target.sum(1)
+    t2i = -(target * log_t2i).sum(0) / target.sum(0)
+    return (i2t.mean() + t2i.mean()) / 2
+
+
+def normalise_pixels(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+# ---- the world's CLIP (the scorer) -------------------------------------------------------------
+def build_scorer(config: dict, tokenizer):
+    from transformers import CLIPConfig, CLIPModel
+
+    text = dict(config["text"], vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id, projection_dim=config["projection_dim"])
+    vision = dict(config["vision"], image_size=64, num_channels=3, projection_dim=config["projection_dim"])
+    clip_config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=config["projection_dim"])
+    return CLIPModel(clip_config)
+
+
+def image_processor():
+    """What the scorer's ``preprocessor_config.json`` holds: 64 px, OpenAI's normalisation."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64},
+                                 image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+
+
+def train_scorer(data: WorldData, out: Path, config: dict, seed: int, report: Reporter, tokenizer) -> dict:
+    config = {**SCORER_DEFAULTS, **config}
+    generator = seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    pool = data.population_pool("recogniser", config["identities"], config["per_identity"], seed=seed)
+    model = build_scorer(config, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.05)
+    stream = batches(len(pool), config["batch_size"], generator)
+    report.task("train world CLIP", config["steps"])
+    model.train()
+    for step in range(config["steps"]):
+        set_lr(optimizer, lr_at(step, config["steps"], config["lr"]))
+        index = next(stream).numpy()
+        labels = pool.labels[index]
+        texts, masks = sample_captions(labels, [NEUTRAL_SUBJECT] * len(index), rng, config["mention_probability"],
+                                       config["full_caption_probability"])
+        tokens = tokenizer(texts, padding=True, return_tensors="pt")
+        pixels = normalise_pixels(degrade(photometric_jitter(pool.image_tensor(index), generator, 0.06), generator))
+        output = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, pixel_values=pixels)
+        loss = multi_positive_loss(output.logits_per_image, consistency(labels, masks))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        report.advance(1)
+        if step % 100 == 0 or step == config["steps"] - 1:
+            report.log(f"step {step}: loss {loss.item():.4f}")
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    image_processor().save_pretrained(out)
+    return {"parameters": sum(p.numel() for p in model.parameters())}
+
+
+# ---- the text-to-image models' text towers -----------------------------------------------------
+TOWERS_DEFAULTS = {"celebrity_fraction": 0.75, "steps": 600, "batch_size": 256, "lr": 2e-3,
+                   "mention_probability": 0.8, "full_caption_probability": 0.4, "name_probability": 0.9,
+                   "towers": [{"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 3,
+                               "num_attention_heads": 4, "projection_dim": 128}],
+                   "image_widths": [32, 64, 128], "image_size": 32, "embedding_dim": 128}
+
+
+class ImageTower(nn.Module):
+    """The throwaway image side: a CNN on a 32 px copy of the render."""
+
+    def __init__(self, widths: tuple[int, ...], size: int, embedding_dim: int):
+        super().__init__()
+        self.size = size
+        self.trunk = _trunk(widths)
+        side = -(-size // 2 ** len(widths))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * side * side, embedding_dim))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        images = nn.functional.adaptive_avg_pool2d(images, self.size)
+        return nn.functional.normalize(self.head(self.trunk(images * 2 - 1)), dim=-1)
+
+
+def build_text_tower(tower: dict, tokenizer, with_projection: bool):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        hidden_act="quick_gelu", **tower,
+    )
+    return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
+
+
+def train_text_towers(celebrities, people, names: list[str], out_dirs: list[Path], config: dict, seed: int,
+                      report: Reporter, tokenizer) -> dict:
+    """Train one CLIP text tower per ``config["towers"]`` entry against one shared image tower.
+
+    ``celebrities`` (a Pool of the named people, ``names[i]`` for seed i) and ``people`` (a Pool
+    of anyone, always "a person"). The first tower is saved as a ``CLIPTextModel``, the others
+    with their projection (SDXL's second encoder), each with the tokenizer.
+    """
+    config = {**TOWERS_DEFAULTS, **config}
+    generator = seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    towers = nn.ModuleList()
+    projections = nn.ModuleList()
+    for tower in config["towers"]:
+        text = build_text_tower(tower, tokenizer, with_projection=True)
+        towers.append(text)
+        projections.append(nn.Identity())
+    image_tower = ImageTower(tuple(config["image_widths"]), config["image_size"], config["embedding_dim"])
+    heads = nn.ModuleList(nn.Linear(t["projection_dim"], config["embedding_dim"], bias=False) for t in config["towers"])
+    scales = nn.Parameter(torch.full((len(towers),), math.log(1 / 0.07)))
+    optimizer = torch.optim.AdamW([*towers.parameters(), *image_tower.parameters(), *heads.parameters(), scales],
+                                  lr=config["lr"], weight_decay=0.05)
+    n_celebrity = int(round(config["batch_size"] * config["celebrity_fraction"]))
+    celebrity_stream = batches(len(celebrities), n_celebrity, generator)
+    people_stream = batches(len(people), config["batch_size"] - n_celebrity, generator)
+    report.task("train text encoders", config["steps"])
+    for step in range(config["steps"]):
+        set_lr(optimizer, lr_at(step, config["steps"], config["lr"]))
+        c_index, p_index = next(celebrity_stream).numpy(), next(people_stream).numpy()
+        images = torch.cat([celebrities.image_tensor(c_index), people.image_tensor(p_index)])
+        images = degrade(photometric_jitter(images, generator, 0.06), generator)
+        labels = np.concatenate([celebrities.labels[c_index], people.labels[p_index]])
+        identities = np.concatenate([celebrities.identities[c_index], people.identities[p_index]])
+        named = np.zeros(len(identities), dtype=bool)
+        named[:len(c_index)] = rng.uniform(size=len(c_index)) < config["name_probability"]
+        subjects = [names[int(i)] if n else NEUTRAL_SUBJECT for i, n in zip(identities, named)]
+        texts, masks = sample_captions(labels, subjects, rng, config["mention_probability"],
+                                       config["full_caption_probability"])
+        positives = consistency(labels, masks, identities, named)
+        tokens = tokenizer(texts, padding=True, return_tensors="pt")
+        image_embeds = image_tower(images)
+        loss = 0.0
+        for tower, head, scale in zip(towers, heads, scales):
+            text_embeds = tower(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).text_embeds
+            text_embeds = nn.functional.normalize(head(text_embeds), dim=-1)
+            logits = scale.clamp(max=math.log(100)).exp() * image_embeds @ text_embeds.T
+            loss = loss + multi_positive_loss(logits, positives)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 1.0)
+        optimizer.step()
+        report.advance(1)
+        if step % 100 == 0 or step == config["steps"] - 1:
+            report.log(f"step {step}: loss {float(loss):.4f}")
+    from transformers import CLIPTextModel
+
+    for index, (tower, folder) in enumerate(zip(towers, out_dirs)):
+        tower.eval()
+        if index == 0:
+            # SD's text encoder: the transformer without the projection
+            plain = CLIPTextModel(tower.config)
+            plain.text_model.load_state_dict(tower.text_model.state_dict())
+            tower = plain
+        tower.save_pretrained(folder, safe_serialization=True)
+    return {"parameters": [sum(p.numel() for p in t.parameters()) for t in towers]}

@@ -1,0 +1,164 @@
+"""The world's text-to-image models, pre-trained from scratch on renders of the named celebrities.
+
+``world`` is a diffusers ``StableDiffusionPipeline`` and ``world-xl`` a
+``StableDiffusionXLPipeline`` (two text towers, pooled text and size conditioning): a UNet on the
+world VAE's 16x16 latents, frozen CLIP text towers, a DDIM scheduler. Prompts are encoded during
+training by the pipeline's own ``encode_prompt``, so training and generation cannot read prompts
+differently.
+
+What makes a tiny model obey context words (see the closing note of the world's issue for the
+measurements): captions in one fixed grammar with absence said by words of its own; a pooled-text
+path into the timestep embedding (``addition_embed_type="text"`` for SD; SDXL's own
+``text_time``); Min-SNR loss weighting; EMA weights; 10% empty captions for guidance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..contexts import ATTRIBUTES, NEUTRAL_SUBJECT
+from .clip import sample_captions
+from .common import Reporter, lr_at, seed_everything, set_lr
+
+DEFAULTS = {
+    "steps": 3000, "batch_size": 64, "lr": 1e-3, "ema_decay": 0.999, "min_snr_gamma": 5.0,
+    "empty_caption_probability": 0.1, "person_caption_probability": 0.1, "mention_probability": 0.85,
+    "full_caption_probability": 0.5,
+    "unet": {"block_out_channels": [64, 128, 128], "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": 1,
+             "attention_head_dim": 4, "norm_num_groups": 16},
+    "beta_schedule": "squaredcos_cap_v2",
+}
+
+
+def scheduler_config(config: dict) -> dict:
+    return {"num_train_timesteps": 1000, "beta_schedule": config["beta_schedule"], "prediction_type": "epsilon",
+            "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
+
+
+def build_unet(config: dict, cross_attention_dim: int, xl_pooled_dim: int | None = None):
+    from diffusers import UNet2DConditionModel
+
+    unet = dict(config["unet"])
+    extra = {}
+    if xl_pooled_dim is None:
+        extra.update(addition_embed_type="text", addition_embed_type_num_heads=4)
+    else:
+        time_dim = 8
+        extra.update(addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+                     projection_class_embeddings_input_dim=6 * time_dim + xl_pooled_dim)
+    return UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, cross_attention_dim=cross_attention_dim,
+        block_out_channels=tuple(unet.pop("block_out_channels")), down_block_types=tuple(unet.pop("down_block_types")),
+        up_block_types=tuple(unet.pop("up_block_types")), **unet, **extra,
+    )
+
+
+def build_pipeline(unet, vae, towers: list, tokenizer, config: dict):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    scheduler = DDIMScheduler(**scheduler_config(config))
+    if len(towers) == 1:
+        return StableDiffusionPipeline(vae=vae, text_encoder=towers[0], tokenizer=tokenizer, unet=unet,
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+    return StableDiffusionXLPipeline(vae=vae, text_encoder=towers[0], text_encoder_2=towers[1], tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+                                     force_zeros_for_empty_prompt=True)
+
+
+@torch.no_grad()
+def encode_latents(vae, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Scaled posterior means (B, 4, 16, 16) of images (B, 3, 64, 64) in [0, 1]."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size] * 2 - 1
+        out.append(vae.encode(chunk).latent_dist.mean * vae.config.scaling_factor)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def prompt_conditioning(pipe, captions: list[str]) -> dict:
+    """What the pipeline gives its UNet for ``captions``: SD's text embeddings, or SDXL's
+    embeddings, pooled text and size ids (empty captions → zeros, as ``force_zeros_for_empty_prompt``)."""
+    device = pipe.unet.device
+    if getattr(pipe, "text_encoder_2", None) is None:
+        embeds, _ = pipe.encode_prompt(captions, device, 1, do_classifier_free_guidance=False)
+        return {"encoder_hidden_states": embeds}
+    embeds, _, pooled, _ = pipe.encode_prompt(captions, device=device, num_images_per_prompt=1,
+                                             do_classifier_free_guidance=False)
+    empty = torch.tensor([not c for c in captions])
+    embeds[empty] = 0
+    pooled[empty] = 0
+    size = 4 * pipe.unet.config.sample_size
+    time_ids = pipe._get_add_time_ids((size, size), (0, 0), (size, size), dtype=embeds.dtype,
+                                      text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
+    return {"encoder_hidden_states": embeds,
+            "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids.repeat(len(captions), 1)}}
+
+
+def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ loss weights for epsilon prediction (Hang et al., 2023): min(SNR, γ) / SNR."""
+    alphas = scheduler.alphas_cumprod[timesteps]
+    snr = alphas / (1 - alphas)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, names: dict[int, str], vae,
+          towers: list, tokenizer, out: Path, config: dict, seed: int, report: Reporter) -> dict:
+    """Train a UNet on ``latents`` of the celebrities' renders and save the whole pipeline.
+
+    ``names``: identity seed → celebrity name. ``towers``: one (SD) or two (SDXL) frozen text
+    encoders.
+    """
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import EMAModel
+
+    config = {**DEFAULTS, **config}
+    generator = seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    xl = len(towers) == 2
+    width = sum(t.config.hidden_size for t in towers)
+    unet = build_unet(config, width, towers[1].config.projection_dim if xl else None)
+    for module in (vae, *towers):
+        module.requires_grad_(False).eval()
+    pipe = build_pipeline(unet, vae, towers, tokenizer, config)
+    noise_scheduler = DDPMScheduler(**{k: v for k, v in scheduler_config(config).items()
+                                       if k not in ("set_alpha_to_one", "steps_offset")})
+    ema = EMAModel(unet.parameters(), decay=config["ema_decay"], use_ema_warmup=True, power=0.75)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config["lr"], weight_decay=0.01)
+    report.task(f"train {'world-xl' if xl else 'world'} text-to-image", config["steps"])
+    unet.train()
+    count = len(latents)
+    for step in range(config["steps"]):
+        set_lr(optimizer, lr_at(step, config["steps"], config["lr"], warmup=200))
+        index = torch.randint(0, count, (config["batch_size"],), generator=generator).numpy()
+        subjects = [NEUTRAL_SUBJECT if rng.uniform() < config["person_caption_probability"] else names[int(i)]
+                    for i in identities[index]]
+        captions, _ = sample_captions(labels[index], subjects, rng, config["mention_probability"],
+                                      config["full_caption_probability"])
+        captions = ["" if rng.uniform() < config["empty_caption_probability"] else c for c in captions]
+        condition = prompt_conditioning(pipe, captions)
+        clean = latents[index]
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(index),), generator=generator)
+        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+        prediction = unet(noisy, timesteps, **condition).sample
+        per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (per_sample * min_snr_weights(noise_scheduler, timesteps, config["min_snr_gamma"])).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        ema.step(unet.parameters())
+        report.advance(1)
+        if step % 100 == 0 or step == config["steps"] - 1:
+            report.log(f"step {step}: loss {loss.item():.4f}")
+    ema.copy_to(unet.parameters())
+    unet.eval()
+    pipe.save_pretrained(out, safe_serialization=True)
+    return {"parameters": sum(p.numel() for p in unet.parameters()), "attributes": list(ATTRIBUTES)}
