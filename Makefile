@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 FACES := tests/data/faces
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test smoke bench completions clean
+.PHONY: install demo test smoke bench world completions clean
 
 install: $(STAMP)
 
@@ -19,13 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## demo: the main job on the built-in tiny model, offline: faces found, compared, encoded, generated
+## demo: faces found and compared in real photos, then the main job in the miniature world
 demo: $(STAMP)
 	$(BIN)/faceid detect $(FACES)/two_people.jpg --save-crops demo-out/crops
 	$(BIN)/faceid compare $(FACES)/obama.jpg $(FACES)/obama2.jpg
-	$(BIN)/faceid encode $(FACES)/obama.jpg $(FACES)/obama2.jpg -o demo-out/obama.safetensors
-	$(BIN)/faceid generate demo-out/obama.safetensors "S* as a chef" --model tiny -n 4 --seed 42 -o demo-out
-	@echo "images (tiny model: random weights, noise-like by design) and crops are in demo-out/"
+	$(BIN)/faceid world demo -o demo-out/world
+	@echo "the contact sheet to look at: demo-out/world/world-demo.png (aligned crops: demo-out/crops/)"
 
 ## test: the whole suite (fast tests; real-weight tests are marked slow and skipped)
 test: $(STAMP)
@@ -34,6 +33,10 @@ test: $(STAMP)
 ## smoke: every command once on the tiny model, offline, in about a minute (for other projects' CI)
 smoke: $(STAMP)
 	bash scripts/smoke.sh $(BIN)/faceid
+
+## world: re-train the miniature world's models from seeds into faceid_cli/world/weights (~90 min)
+world: $(STAMP)
+	$(BIN)/faceid world build
 
 ## completions: regenerate completions/ (a test fails when they are out of date)
 completions: $(STAMP)
@@ -49,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/conditioning_overhead.py
 	$(BIN)/python benchmarks/peak_memory.py
 	$(BIN)/python benchmarks/batch_vs_separate.py
+	$(BIN)/python benchmarks/world_quality.py
 
 clean:
 	rm -rf $(VENV) demo-out smoke-out .pytest_cache faceid.egg-info

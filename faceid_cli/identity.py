@@ -22,7 +22,8 @@ from .errors import ImageError, InvalidArgumentError
 
 FORMAT = "faceid-identity"
 FORMAT_VERSION = 1
-FAMILIES = {(768,): "sd1", (1024,): "sd2", (768, 1280): "sdxl", (32,): "tiny", (32, 32): "tiny-xl"}
+FAMILIES = {(768,): "sd1", (1024,): "sd2", (768, 1280): "sdxl", (32,): "tiny", (32, 32): "tiny-xl", (128,): "world",
+            (128, 192): "world-xl"}
 
 
 def family_of(word_dims: tuple[int, ...]) -> str:

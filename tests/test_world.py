@@ -156,3 +156,27 @@ def test_contact_sheet_lays_out_rows_and_captions():
     assert sheet.width == 6 + 2 * 106
     pixels = np.asarray(sheet)
     assert (pixels == [255, 0, 0]).all(-1).sum() == 3 * 100 * 100
+
+
+def test_obey_or_copy_counts_only_conflicting_prompts():
+    from faceid_cli.world.quality import obey_or_copy
+
+    hats = ATTRIBUTES["hat"]
+    reference = Context(hat="blue")
+    asked = [{"hat": "red"}, {"hat": "red"}, {"hat": "red"}, {"hat": "blue"}, {"background": "green"}]
+    shown = torch.tensor([hats.index("red"), hats.index("blue"), hats.index("yellow"), hats.index("blue"), 0])
+    predicted = {name: torch.zeros(5, dtype=torch.long) for name in ATTRIBUTES}
+    predicted["hat"] = shown
+    result = obey_or_copy(asked, [reference] * 5, predicted)
+    # three prompts conflict on the hat (the fourth asks for the reference's own hat)
+    assert result["hat"] == {"obeyed": 1 / 3, "copied": 1 / 3, "other": 1 / 3, "count": 3}
+    assert "background" in result and result["background"]["count"] == 1  # gray reference, green asked
+
+
+def test_verification_figures_on_known_embeddings():
+    from faceid_cli.world.quality import verification
+
+    same = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]]), dim=-1)
+    figures = verification(same, [1, 1, 2, 2])
+    assert figures["auc"] == 1.0 and figures["accuracy"] == 1.0
+    assert figures["pairs_same"] == 2 and figures["pairs_different"] == 4

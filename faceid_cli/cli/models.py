@@ -22,8 +22,19 @@ def models(
     from ..faces.backend_insightface import PACKS, default_insightface_root, find_pack
     from ..models.registry import ALIASES, find_in_cache, hub_cache_dir
 
+    from ..names import TINY_MODELS, WORLD_MODELS
+    from ..world import component_path
+
     rows = [{"name": name, "kind": "built-in", "location": "built in code (random weights)", "found": True}
-            for name in ("tiny", "tiny-xl")]
+            for name in TINY_MODELS]
+    for name in WORLD_MODELS:
+        folder = component_path(name, check=False)
+        rows.append({"name": name, "kind": "world", "location": str(folder),
+                     "found": (folder / "model_index.json").is_file(), "path": str(folder)})
+    for name, label in (("clip", "world-clip"), ("recogniser", "world (face backend)")):
+        folder = component_path(name, check=False)
+        rows.append({"name": label, "kind": "world", "location": str(folder), "found": folder.is_dir(),
+                     "path": str(folder)})
     for alias, repo in ALIASES.items():
         snapshot = find_in_cache(repo)
         rows.append({"name": alias, "kind": "diffusion", "location": repo,

@@ -31,8 +31,8 @@ def build(
     only: Annotated[list[str] | None, typer.Option("--only", autocompletion=_complete(BUILD_STEPS),
                                                    help="Re-train only these steps (repeatable): "
                                                    + ", ".join(BUILD_STEPS) + ".")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A smoke build: every step, 1% of the work, "
-                                        "meaningless weights (for testing the recipe).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A smoke build: every step, a few "
+                                        "iterations each, meaningless weights (for testing the recipe).")] = False,
     measure: Annotated[bool, typer.Option("--measure/--no-measure", help="Measure the world's quality "
                                           "afterwards (summary.json).")] = True,
     json_output: JsonOption = False,
@@ -91,6 +91,20 @@ def render(
         print_json({"output": str(output), "images": len(records), "ground_truth": str(output / "ground_truth.jsonl")})
         return
     note(f"{len(records)} pictures and ground_truth.jsonl written to {output}")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", file_okay=False, help="Folder to write.")] = Path("demo-out/world"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first image.")] = 0,
+) -> None:
+    """Show the main job in the world, in one contact sheet: a reference picture of a person, then
+    the world model's images of that person in contexts it never saw them in, each captioned with
+    what the world's recogniser and context classifier find in it."""
+    from ..world.demo import make_demo
+
+    sheet = make_demo(output, seed=seed)
+    stdout_console().print(str(sheet))
 
 
 @app.command()

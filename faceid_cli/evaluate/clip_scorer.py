@@ -41,7 +41,7 @@ class ClipScorer:
 
     @classmethod
     def from_pretrained(cls, name: str = DEFAULT_CLIP, device: str | torch.device = "cpu",
-                        allow_download: bool = False) -> ClipScorer:
+                        dtype: torch.dtype = torch.float32, allow_download: bool = False) -> ClipScorer:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         location, local = resolve_clip(name)
@@ -51,7 +51,7 @@ class ClipScorer:
 
             kwargs["cache_dir"] = str(hub_cache_dir())
         try:
-            model = CLIPModel.from_pretrained(location, **kwargs)
+            model = CLIPModel.from_pretrained(location, dtype=dtype, **kwargs)
             processor = AutoImageProcessor.from_pretrained(location, backend="pil", **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
         except OSError as exc:
@@ -71,9 +71,10 @@ class ClipScorer:
         out = []
         for start in range(0, len(images), batch_size):
             chunk = [image.convert("RGB") for image in images[start:start + batch_size]]
-            pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"].to(self.device)
-            out.append(self.model.get_image_features(pixel_values=pixels))
-        return torch.nn.functional.normalize(_as_tensor(torch.cat(out)).float(), dim=-1).cpu()
+            pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"]
+            pixels = pixels.to(device=self.device, dtype=self.model.dtype)
+            out.append(_as_tensor(self.model.get_image_features(pixel_values=pixels)))
+        return torch.nn.functional.normalize(torch.cat(out).float(), dim=-1).cpu()
 
     @torch.inference_mode()
     def text_embeddings(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
@@ -81,8 +82,9 @@ class ClipScorer:
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenizer(list(texts[start:start + batch_size]), padding="max_length", truncation=True,
                                     max_length=self.tokenizer.model_max_length, return_tensors="pt").to(self.device)
-            out.append(self.model.get_text_features(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask))
-        return torch.nn.functional.normalize(_as_tensor(torch.cat(out)).float(), dim=-1).cpu()
+            out.append(_as_tensor(self.model.get_text_features(input_ids=tokens.input_ids,
+                                                               attention_mask=tokens.attention_mask)))
+        return torch.nn.functional.normalize(torch.cat(out).float(), dim=-1).cpu()
 
     def similarity_matrix(self, images: Sequence, texts: Sequence[str]) -> torch.Tensor:
         """(len(images), len(texts)) cosines."""
@@ -96,5 +98,5 @@ class ClipScorer:
 
 
 def _as_tensor(features) -> torch.Tensor:
-    # transformers 5 may return a model output whose pooled features are the projected embeddings
+    # transformers 5 returns a model output whose pooler_output is the projected embedding; 4.x a tensor
     return features if isinstance(features, torch.Tensor) else features.pooler_output

@@ -30,20 +30,22 @@ RECIPE: dict = {
     "face-vit": {},
     "vae": {},
     "clip": {},
+    # SD's CLIP-L and SDXL's bigG in miniature: the second tower is wider, and SDXL-only
     "text_towers": {"towers": [
         {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 3, "num_attention_heads": 4,
          "projection_dim": 128},
-        {"hidden_size": 192, "intermediate_size": 768, "num_hidden_layers": 3, "num_attention_heads": 4,
+        {"hidden_size": 192, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
          "projection_dim": 192},
     ]},
     "world": {},
-    "world-xl": {"steps": 1500},
+    # world-xl starts from world's UNet (warm_start) and fine-tunes to its two towers
+    "world-xl": {"steps": 1000, "warm_start": True},
 }
 #: build order; each step names the components it writes
 STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl")
 
 
-def quick_recipe(recipe: dict, factor: float = 0.01, population: int = 24) -> dict:
+def quick_recipe(recipe: dict, factor: float = 0.002, population: int = 24) -> dict:
     """A recipe for smoke tests: the same code paths, a tiny fraction of the work."""
     quick = copy.deepcopy(recipe)
     quick["celebrities"] = min(quick["celebrities"], 8)
@@ -56,7 +58,7 @@ def quick_recipe(recipe: dict, factor: float = 0.01, population: int = 24) -> di
     for name, base in defaults.items():
         section = quick[name]
         merged = {**base, **section}
-        section["steps"] = max(2, int(merged["steps"] * factor))
+        section["steps"] = max(3, int(merged["steps"] * factor))
         section["batch_size"] = min(merged["batch_size"], 16)
         if "identities" in merged:
             section["identities"], section["per_identity"] = population, 2
@@ -82,7 +84,7 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
     seed = int(recipe["seed"])
     work_dir = Path(work_dir) if work_dir else out / ".build"
     parts = work_dir / "parts"
-    data = WorldData(work_dir / "pools", report)
+    data = WorldData(work_dir / "pools", report, seed=seed)
     steps = [s for s in STEPS if not only or s in only]
     summary = {"recipe": recipe, "components": {}, "seconds": {}}
     tokenizer = build_tokenizer(recipe["celebrities"])
@@ -140,26 +142,25 @@ def _people(recipe: dict) -> dict:
     from .recipes.recogniser import DEFAULTS
 
     section = {**DEFAULTS, **recipe["recogniser"]}
-    return {"identities": section["identities"], "per_identity": section["per_identity"],
-            "seed": int(recipe["seed"]) + 1000 * STEPS.index("recogniser")}
+    return {"identities": section["identities"], "per_identity": section["per_identity"]}
 
 
 def _celebrity_pool(data: WorldData, recipe: dict):
     count, per = recipe["celebrities"], recipe["celebrity_images"]
-    key = {"name": "celebrities", "count": count, "per": per, "seed": recipe["seed"], "version": 1}
+    key = {"name": "celebrities", "count": count, "per": per, "seed": recipe["seed"]}
     return data.jobs_pool(key, training_jobs(count, per, int(recipe["seed"])))
 
 
 def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str, seed: int, report: Reporter,
                tokenizer) -> dict:
     import torch
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderTiny
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .recipes import t2i
 
     pool = _celebrity_pool(data, recipe)
-    vae = AutoencoderKL.from_pretrained(parts / "vae").eval()
+    vae = AutoencoderTiny.from_pretrained(parts / "vae").eval()
     towers = [CLIPTextModel.from_pretrained(parts / "text_encoder").eval()]
     if step == "world-xl":
         towers.append(CLIPTextModelWithProjection.from_pretrained(parts / "text_encoder_2").eval())
@@ -167,6 +168,8 @@ def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str,
     latents = t2i.encode_latents(vae, pool.image_tensor())
     report.advance(1)
     names = dict(celebrities(recipe["celebrities"]))
+    init_from = out / COMPONENTS["world"] / "unet" if recipe[step].get("warm_start") else None
+    config = {k: v for k, v in recipe[step].items() if k != "warm_start"}
     with torch.random.fork_rng():
         return t2i.train(latents, pool.labels, pool.identities, names, vae, towers, tokenizer, out / COMPONENTS[step],
-                         recipe[step], seed, report)
+                         config, seed, report, init_from=init_from)

@@ -80,7 +80,8 @@ def _render_job(job: RenderJob):
 def render_pool(jobs: Sequence[RenderJob], workers: int | None = None,
                 progress: Callable[[int], None] | None = None) -> Pool:
     """Render every job (in order, so the pool is the same however many workers run)."""
-    workers = workers or min(2, os.cpu_count() or 1)
+    # a process pool pays off only for real pools (it costs about a second to start)
+    workers = workers or (min(2, os.cpu_count() or 1) if len(jobs) >= 2000 else 1)
     results = []
     if workers > 1:
         with multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:

@@ -258,6 +258,12 @@ def t2i_quality(pipe, judges: Judges, count: int, prompts: int, seed: int, steps
     floor = generate(pipe, [caption(c) for _, c in cases], seeds, steps, guidance)
     floor_result = summarise_generation(judges, floor, asked, targets, gallery)
     result["floor"] = {"identity_top1": floor_result["identity_top1"], "context": floor_result["context"]}
+    # the ceiling: real renders of the same people in the same contexts, judged the same way
+    from .render import render_sample
+
+    real = images_to_tensor([render_sample(people[i][0], seed + k, context=c).image for k, (i, c) in enumerate(cases)])
+    ceiling = summarise_generation(judges, real, asked, targets, gallery)
+    result["ceiling"] = {"identity_top1": ceiling["identity_top1"], "context": ceiling["context"]}
     result["chance_top1"] = 1 / count
     return result
 
@@ -322,7 +328,7 @@ def format_quality(quality: dict) -> str:
     for name in ("world", "world-xl"):
         if name in quality:
             q = quality[name]
-            lines.append(f"{name:<11} identity top-1 {q['identity_top1']:.3f} (floor {q['floor']['identity_top1']:.3f}, "
-                         f"chance {q['chance_top1']:.3f}), no face {q['no_face_rate']:.3f}; context "
-                         + ", ".join(f"{k} {v:.3f}" for k, v in q["context"].items()))
+            lines.append(f"{name:<11} identity top-1 {q['identity_top1']:.3f} (ceiling {q['ceiling']['identity_top1']:.3f}, "
+                         f"floor {q['floor']['identity_top1']:.3f}, chance {q['chance_top1']:.3f}), no face "
+                         f"{q['no_face_rate']:.3f}; context " + ", ".join(f"{k} {v:.3f}" for k, v in q["context"].items()))
     return "\n".join(lines)

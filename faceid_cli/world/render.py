@@ -297,10 +297,11 @@ def _draw_glasses(canvas: _Canvas, person: Identity, kind: str) -> None:
         if kind == "sunglasses":
             canvas.polygon(ring, (20, 20, 26), depth=2.4, outline=frame, width=0.5)
         else:
-            canvas.line(np.concatenate([ring, ring[:1]]), frame, 0.55, depth=2.4)
-        canvas.line([(cx + side * r, y - 0.4), (side * (person.face_half_width + 0.3), y + 0.2)], frame, 0.5,
+            # frames thick enough to survive a 64 px picture
+            canvas.line(np.concatenate([ring, ring[:1]]), frame, 0.9, depth=2.4)
+        canvas.line([(cx + side * r, y - 0.4), (side * (person.face_half_width + 0.3), y + 0.2)], frame, 0.7,
                     depth=1.0)
-    canvas.line([(-person.eye_spacing + r, y - 0.3), (person.eye_spacing - r, y - 0.3)], frame, 0.55, depth=2.6)
+    canvas.line([(-person.eye_spacing + r, y - 0.3), (person.eye_spacing - r, y - 0.3)], frame, 0.9, depth=2.6)
 
 
 def _draw_hat(canvas: _Canvas, person: Identity, hat: str) -> None:

@@ -37,7 +37,7 @@ def train(data: WorldData, out: Path, config: dict, seed: int, report: Reporter)
 
     config = {**DEFAULTS, **config}
     generator = seed_everything(seed)
-    pool = data.population_pool("backbone", config["identities"], config["per_identity"], seed=seed)
+    pool = data.population_pool("backbone", config["identities"], config["per_identity"])
     vit_config = FaceViTConfig(**config["vit"])
     vit = FaceViT(vit_config)
     train_config = dict(config, embedding_dim=vit_config.embedding_dim, task="train face ViT (encoder backbone)")

@@ -10,16 +10,16 @@ import torch
 from torch import nn
 
 from ..nets import ContextClassifier
-from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr
+from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr, update
 
-DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 600, "batch_size": 128, "lr": 2e-3,
-            "widths": [16, 32, 48, 64]}
+DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 1500, "batch_size": 128, "lr": 2e-3,
+            "widths": [24, 48, 64, 96]}
 
 
 def train(data: WorldData, out: Path, config: dict, seed: int, report: Reporter) -> dict:
     config = {**DEFAULTS, **config}
     generator = seed_everything(seed)
-    pool = data.population_pool("recogniser", config["identities"], config["per_identity"], seed=seed)
+    pool = data.population_pool("recogniser", config["identities"], config["per_identity"])
     model = ContextClassifier(widths=tuple(config["widths"]))
     names = list(model.config["attributes"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
@@ -33,12 +33,7 @@ def train(data: WorldData, out: Path, config: dict, seed: int, report: Reporter)
         labels = torch.from_numpy(pool.labels[index])
         logits = model(images)
         loss = sum(nn.functional.cross_entropy(logits[name], labels[:, i]) for i, name in enumerate(names))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        report.advance(1)
-        if step % 200 == 0 or step == config["steps"] - 1:
-            report.log(f"step {step}: loss {loss.item():.4f}")
+        update(optimizer, loss, step, config["steps"], report, every=200)
     model.eval()
     model.save_pretrained(out)
     return {"parameters": sum(p.numel() for p in model.parameters())}

@@ -9,7 +9,11 @@
 
 Captions leave attributes out at random, so a caption can be true of several images in a batch.
 The loss knows the ground truth, so every caption true of an image is a positive for it (a
-multi-positive InfoNCE), instead of treating those as negatives as web-scale CLIP must.
+multi-positive InfoNCE), instead of treating those as negatives as web-scale CLIP must. The
+scorer also has auxiliary heads (thrown away after training, like CoCa's captioner is not part of
+its embedding): one per attribute reading the image embedding, and one per attribute reading the
+text embedding ("not said" is a class), which teach both towers the attributes in a few hundred
+steps where the contrastive loss alone needs thousands.
 """
 
 from __future__ import annotations
@@ -23,19 +27,19 @@ from torch import nn
 
 from ..contexts import ATTRIBUTES, NEUTRAL_SUBJECT, Context, caption
 from ..nets import _trunk
-from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr
+from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr, update
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
 
-SCORER_DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 600, "batch_size": 256, "lr": 2e-3,
-                   "mention_probability": 0.7, "full_caption_probability": 0.3,
+SCORER_DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 1200, "batch_size": 128, "lr": 2e-3,
+                   "mention_probability": 0.7, "full_caption_probability": 0.3, "auxiliary_weight": 1.0,
                    "text": {"hidden_size": 96, "intermediate_size": 384, "num_hidden_layers": 2,
                             "num_attention_heads": 4},
-                   "vision": {"hidden_size": 96, "intermediate_size": 384, "num_hidden_layers": 3,
-                              "num_attention_heads": 4, "patch_size": 8},
-                   "projection_dim": 96}
+                   "vision": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4,
+                              "num_attention_heads": 4, "patch_size": 16},
+                   "projection_dim": 128}
 
 
 # ---- captions and which of them are true of which image ---------------------------------------
@@ -106,9 +110,13 @@ def train_scorer(data: WorldData, out: Path, config: dict, seed: int, report: Re
     config = {**SCORER_DEFAULTS, **config}
     generator = seed_everything(seed)
     rng = np.random.default_rng(seed)
-    pool = data.population_pool("recogniser", config["identities"], config["per_identity"], seed=seed)
+    pool = data.population_pool("recogniser", config["identities"], config["per_identity"])
     model = build_scorer(config, tokenizer)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.05)
+    width = config["projection_dim"]
+    image_heads = nn.ModuleDict({name: nn.Linear(width, len(ATTRIBUTES[name])) for name in ATTRIBUTE_NAMES})
+    text_heads = nn.ModuleDict({name: nn.Linear(width, len(ATTRIBUTES[name]) + 1) for name in ATTRIBUTE_NAMES})
+    optimizer = torch.optim.AdamW([*model.parameters(), *image_heads.parameters(), *text_heads.parameters()],
+                                  lr=config["lr"], weight_decay=0.05)
     stream = batches(len(pool), config["batch_size"], generator)
     report.task("train world CLIP", config["steps"])
     model.train()
@@ -122,24 +130,24 @@ def train_scorer(data: WorldData, out: Path, config: dict, seed: int, report: Re
         pixels = normalise_pixels(degrade(photometric_jitter(pool.image_tensor(index), generator, 0.06), generator))
         output = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, pixel_values=pixels)
         loss = multi_positive_loss(output.logits_per_image, consistency(labels, masks))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        targets = torch.from_numpy(labels)
+        said = torch.from_numpy(np.where(masks, labels, [len(ATTRIBUTES[n]) for n in ATTRIBUTE_NAMES]))
+        auxiliary = sum(nn.functional.cross_entropy(image_heads[n](output.image_embeds), targets[:, i])
+                        + nn.functional.cross_entropy(text_heads[n](output.text_embeds), said[:, i])
+                        for i, n in enumerate(ATTRIBUTE_NAMES))
+        loss = loss + config["auxiliary_weight"] * auxiliary / len(ATTRIBUTE_NAMES)
+        update(optimizer, loss, step, config["steps"], report, clip=1.0)
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        report.advance(1)
-        if step % 100 == 0 or step == config["steps"] - 1:
-            report.log(f"step {step}: loss {loss.item():.4f}")
     model.eval()
-    model.save_pretrained(out, safe_serialization=True)
+    model.half().save_pretrained(out, safe_serialization=True)  # shipped in fp16
     tokenizer.save_pretrained(out)
     image_processor().save_pretrained(out)
     return {"parameters": sum(p.numel() for p in model.parameters())}
 
 
 # ---- the text-to-image models' text towers -----------------------------------------------------
-TOWERS_DEFAULTS = {"celebrity_fraction": 0.75, "steps": 600, "batch_size": 256, "lr": 2e-3,
+TOWERS_DEFAULTS = {"celebrity_fraction": 0.75, "steps": 600, "batch_size": 128, "lr": 2e-3,
                    "mention_probability": 0.8, "full_caption_probability": 0.4, "name_probability": 0.9,
                    "towers": [{"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 3,
                                "num_attention_heads": 4, "projection_dim": 128}],
@@ -183,12 +191,7 @@ def train_text_towers(celebrities, people, names: list[str], out_dirs: list[Path
     config = {**TOWERS_DEFAULTS, **config}
     generator = seed_everything(seed)
     rng = np.random.default_rng(seed)
-    towers = nn.ModuleList()
-    projections = nn.ModuleList()
-    for tower in config["towers"]:
-        text = build_text_tower(tower, tokenizer, with_projection=True)
-        towers.append(text)
-        projections.append(nn.Identity())
+    towers = nn.ModuleList(build_text_tower(tower, tokenizer, with_projection=True) for tower in config["towers"])
     image_tower = ImageTower(tuple(config["image_widths"]), config["image_size"], config["embedding_dim"])
     heads = nn.ModuleList(nn.Linear(t["projection_dim"], config["embedding_dim"], bias=False) for t in config["towers"])
     scales = nn.Parameter(torch.full((len(towers),), math.log(1 / 0.07)))
@@ -219,13 +222,7 @@ def train_text_towers(celebrities, people, names: list[str], out_dirs: list[Path
             text_embeds = nn.functional.normalize(head(text_embeds), dim=-1)
             logits = scale.clamp(max=math.log(100)).exp() * image_embeds @ text_embeds.T
             loss = loss + multi_positive_loss(logits, positives)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 1.0)
-        optimizer.step()
-        report.advance(1)
-        if step % 100 == 0 or step == config["steps"] - 1:
-            report.log(f"step {step}: loss {float(loss):.4f}")
+        update(optimizer, loss, step, config["steps"], report, clip=1.0)
     from transformers import CLIPTextModel
 
     for index, (tower, folder) in enumerate(zip(towers, out_dirs)):
@@ -233,7 +230,9 @@ def train_text_towers(celebrities, people, names: list[str], out_dirs: list[Path
         if index == 0:
             # SD's text encoder: the transformer without the projection
             plain = CLIPTextModel(tower.config)
-            plain.text_model.load_state_dict(tower.text_model.state_dict())
+            # transformers 5's CLIPTextModel is the text transformer itself (4.x wrapped it)
+            target = getattr(plain, "text_model", plain)
+            target.load_state_dict(tower.text_model.state_dict())
             tower = plain
-        tower.save_pretrained(folder, safe_serialization=True)
+        tower.save_pretrained(folder, safe_serialization=True)  # fp32: a part, rounded when its pipeline ships
     return {"parameters": [sum(p.numel() for p in t.parameters()) for t in towers]}

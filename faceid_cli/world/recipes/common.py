@@ -59,18 +59,25 @@ class Reporter:
     task: Callable[[str, int], None] = field(default=lambda name, total: None)
 
 
+#: bump when the renderer changes, so cached pools are rendered anew
+RENDER_VERSION = 4
+
+
 @dataclass
 class WorldData:
-    """Pools of renders, rendered once per build and cached in ``cache_dir`` (if given)."""
+    """Pools of renders, rendered once per build (every recipe shares them) and cached in
+    ``cache_dir`` (if given). ``seed`` is the build's: it fixes every pool's contexts and poses."""
 
     cache_dir: Path | None = None
     report: Reporter = field(default_factory=Reporter)
+    seed: int = 0
     _pools: dict = field(default_factory=dict)
 
-    def population_pool(self, population: str, identities: int, per_identity: int, seed: int) -> Pool:
+    def population_pool(self, population: str, identities: int, per_identity: int) -> Pool:
         """``per_identity`` random renders of each of the first ``identities`` of ``population``."""
+        seed = self.seed
         key = {"population": population, "identities": identities, "per_identity": per_identity, "seed": seed,
-               "version": 3}
+               "version": RENDER_VERSION}
         name = str(sorted(key.items()))
         if name not in self._pools:
             jobs = jobs_for(population_seeds(population, identities), per_identity, seed)
@@ -79,6 +86,7 @@ class WorldData:
         return self._pools[name]
 
     def jobs_pool(self, key: dict, jobs) -> Pool:
+        key = {**key, "version": RENDER_VERSION}
         name = str(sorted(key.items()))
         if name not in self._pools:
             self.report.task(f"render {key.get('name', 'pool')}", len(jobs))
@@ -122,3 +130,17 @@ def degrade(images: torch.Tensor, generator: torch.Generator, max_blur: float = 
     picked = picked + torch.randn(picked.shape, generator=generator) * noise
     out[chosen] = picked.clamp(0, 1)
     return out
+
+
+def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, step: int, total: int, report: Reporter,
+           clip: float | None = None, every: int = 100) -> None:
+    """One optimiser step on ``loss`` (gradients clipped to ``clip`` if given), then progress, and
+    a log line every ``every`` steps and at the last."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
+    optimizer.step()
+    report.advance(1)
+    if step % every == 0 or step == total - 1:
+        report.log(f"step {step}: loss {loss.item():.4f}")

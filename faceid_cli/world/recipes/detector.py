@@ -13,7 +13,7 @@ from torch import nn
 
 from ..nets import Detector
 from ..render import render_negative
-from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr
+from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr, update
 
 DEFAULTS = {"identities": 2000, "per_identity": 16, "negatives": 6000, "steps": 800, "batch_size": 128,
             "lr": 2e-3, "negative_fraction": 0.25, "widths": [24, 32, 48, 64]}
@@ -26,7 +26,7 @@ def negative_images(count: int, seed: int) -> np.ndarray:
 def train(data: WorldData, out: Path, config: dict, seed: int, report: Reporter) -> dict:
     config = {**DEFAULTS, **config}
     generator = seed_everything(seed)
-    pool = data.population_pool("recogniser", config["identities"], config["per_identity"], seed=seed)
+    pool = data.population_pool("recogniser", config["identities"], config["per_identity"])
     report.task("render pictures without faces", 1)
     negatives = torch.from_numpy(negative_images(config["negatives"], seed)).permute(0, 3, 1, 2).float() / 255
     report.advance(1)
@@ -52,12 +52,7 @@ def train(data: WorldData, out: Path, config: dict, seed: int, report: Reporter)
         positives = slice(0, len(index))
         loss = loss + nn.functional.smooth_l1_loss(box[positives] / size, box_target / size, beta=0.02) * 10
         loss = loss + nn.functional.smooth_l1_loss(landmarks[positives] / size, landmark_target / size, beta=0.02) * 10
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        report.advance(1)
-        if step % 200 == 0 or step == config["steps"] - 1:
-            report.log(f"step {step}: loss {loss.item():.4f}")
+        update(optimizer, loss, step, config["steps"], report, every=200)
     model.eval()
     model.save_pretrained(out)
     return {"parameters": sum(p.numel() for p in model.parameters())}

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data import align_batch
 from ..nets import Recogniser
-from .common import Reporter, WorldData, batches, lr_at, photometric_jitter, seed_everything, set_lr
+from .common import Reporter, WorldData, batches, lr_at, photometric_jitter, seed_everything, set_lr, update
 
 DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 2000, "batch_size": 128, "lr": 3e-3,
             "margin": 0.35, "scale": 30.0, "landmark_jitter": 0.8, "input_size": 32, "widths": [32, 64, 128, 192],
@@ -51,19 +51,14 @@ def train_embedder(model: nn.Module, pool, config: dict, generator: torch.Genera
         crops = photometric_jitter(crops, generator)
         logits = cosface_logits(model(crops), head, labels[index], config["margin"], config["scale"])
         loss = nn.functional.cross_entropy(logits, labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        report.advance(1)
-        if step % 100 == 0 or step == config["steps"] - 1:
-            report.log(f"step {step}: loss {loss.item():.3f}")
+        update(optimizer, loss, step, config["steps"], report)
     model.eval()
 
 
 def train(data: WorldData, out: Path, config: dict, seed: int, report: Reporter) -> dict:
     config = {**DEFAULTS, **config}
     generator = seed_everything(seed)
-    pool = data.population_pool("recogniser", config["identities"], config["per_identity"], seed=seed)
+    pool = data.population_pool("recogniser", config["identities"], config["per_identity"])
     model = Recogniser(input_size=config["input_size"], widths=tuple(config["widths"]),
                        embedding_dim=config["embedding_dim"])
     train_embedder(model, pool, config, generator, report, crop_size=config["input_size"])

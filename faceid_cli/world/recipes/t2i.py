@@ -14,23 +14,26 @@ path into the timestep embedding (``addition_embed_type="text"`` for SD; SDXL's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..contexts import ATTRIBUTES, NEUTRAL_SUBJECT
+from ..contexts import NEUTRAL_SUBJECT
 from .clip import sample_captions
-from .common import Reporter, lr_at, seed_everything, set_lr
+from .common import Reporter, lr_at, seed_everything, set_lr, update
 
 DEFAULTS = {
-    "steps": 3000, "batch_size": 64, "lr": 1e-3, "ema_decay": 0.999, "min_snr_gamma": 5.0,
+    "steps": 3000, "batch_size": 64, "lr": 8e-4, "ema_decay": 0.999, "min_snr_gamma": 5.0,
     "empty_caption_probability": 0.1, "person_caption_probability": 0.1, "mention_probability": 0.85,
     "full_caption_probability": 0.5,
-    "unet": {"block_out_channels": [64, 128, 128], "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    # cross-attention at 16x16 and 8x8 latents (1/4 and 1/8 of the image) and in the 4x4 middle
+    "unet": {"block_out_channels": [32, 64, 96],
+             "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
              "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": 1,
-             "attention_head_dim": 4, "norm_num_groups": 16},
+             "attention_head_dim": [2, 4, 4], "norm_num_groups": 16},
     "beta_schedule": "squaredcos_cap_v2",
 }
 
@@ -40,7 +43,7 @@ def scheduler_config(config: dict) -> dict:
             "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
 
 
-def build_unet(config: dict, cross_attention_dim: int, xl_pooled_dim: int | None = None):
+def build_unet(config: dict, cross_attention_dim: int, xl_pooled_dim: int | None = None, latent_channels: int = 4):
     from diffusers import UNet2DConditionModel
 
     unet = dict(config["unet"])
@@ -52,7 +55,8 @@ def build_unet(config: dict, cross_attention_dim: int, xl_pooled_dim: int | None
         extra.update(addition_embed_type="text_time", addition_time_embed_dim=time_dim,
                      projection_class_embeddings_input_dim=6 * time_dim + xl_pooled_dim)
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, cross_attention_dim=cross_attention_dim,
+        sample_size=16, in_channels=latent_channels, out_channels=latent_channels,
+        cross_attention_dim=cross_attention_dim,
         block_out_channels=tuple(unet.pop("block_out_channels")), down_block_types=tuple(unet.pop("down_block_types")),
         up_block_types=tuple(unet.pop("up_block_types")), **unet, **extra,
     )
@@ -73,11 +77,11 @@ def build_pipeline(unet, vae, towers: list, tokenizer, config: dict):
 
 @torch.no_grad()
 def encode_latents(vae, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Scaled posterior means (B, 4, 16, 16) of images (B, 3, 64, 64) in [0, 1]."""
+    """Scaled latents (B, C, 16, 16) of images (B, 3, 64, 64) in [0, 1]."""
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size] * 2 - 1
-        out.append(vae.encode(chunk).latent_dist.mean * vae.config.scaling_factor)
+        out.append(vae.encode(chunk).latents * vae.config.scaling_factor)
     return torch.cat(out)
 
 
@@ -101,6 +105,31 @@ def prompt_conditioning(pipe, captions: list[str]) -> dict:
             "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids.repeat(len(captions), 1)}}
 
 
+@torch.no_grad()
+def warm_start(unet, folder: Path) -> int:
+    """Start a UNet from another's weights (world-xl from world): every tensor of the same name and
+    shape is copied; cross-attention keys and values, which read wider text embeddings here, get
+    the other's weights for the first text tower's columns and zeros for the rest. Returns how many
+    tensors were copied."""
+    from safetensors.torch import load_file
+
+    source = load_file(str(Path(folder) / "diffusion_pytorch_model.safetensors"))
+    copied = 0
+    for name, tensor in unet.state_dict().items():
+        if name not in source:
+            continue
+        value = source[name].to(tensor.dtype)
+        if value.shape == tensor.shape:
+            tensor.copy_(value)
+        elif name.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) and value.shape[0] == tensor.shape[0]:
+            tensor.zero_()
+            tensor[:, : value.shape[1]] = value
+        else:
+            continue
+        copied += 1
+    return copied
+
+
 def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
     """Min-SNR-γ loss weights for epsilon prediction (Hang et al., 2023): min(SNR, γ) / SNR."""
     alphas = scheduler.alphas_cumprod[timesteps]
@@ -109,11 +138,14 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
 
 
 def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, names: dict[int, str], vae,
-          towers: list, tokenizer, out: Path, config: dict, seed: int, report: Reporter) -> dict:
+          towers: list, tokenizer, out: Path, config: dict, seed: int, report: Reporter,
+          checkpoint: Callable[[int, object], None] | None = None, every: int = 0, init_from: Path | None = None) -> dict:
     """Train a UNet on ``latents`` of the celebrities' renders and save the whole pipeline.
 
     ``names``: identity seed → celebrity name. ``towers``: one (SD) or two (SDXL) frozen text
-    encoders.
+    encoders. ``checkpoint(step, pipe)``, if given, is called every ``every`` steps with the
+    pipeline holding the EMA weights (for learning curves). ``init_from``: a UNet folder to start
+    from (:func:`warm_start`).
     """
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
@@ -123,7 +155,8 @@ def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, nam
     rng = np.random.default_rng(seed)
     xl = len(towers) == 2
     width = sum(t.config.hidden_size for t in towers)
-    unet = build_unet(config, width, towers[1].config.projection_dim if xl else None)
+    unet = build_unet(config, width, towers[1].config.projection_dim if xl else None, vae.config.latent_channels)
+    copied = warm_start(unet, init_from) if init_from is not None else 0
     for module in (vae, *towers):
         module.requires_grad_(False).eval()
     pipe = build_pipeline(unet, vae, towers, tokenizer, config)
@@ -150,15 +183,19 @@ def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, nam
         prediction = unet(noisy, timesteps, **condition).sample
         per_sample = (prediction - noise).pow(2).mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(noise_scheduler, timesteps, config["min_snr_gamma"])).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
+        update(optimizer, loss, step, config["steps"], report, clip=1.0)
         ema.step(unet.parameters())
-        report.advance(1)
-        if step % 100 == 0 or step == config["steps"] - 1:
-            report.log(f"step {step}: loss {loss.item():.4f}")
+        if checkpoint is not None and every and (step + 1) % every == 0 and step + 1 < config["steps"]:
+            ema.store(unet.parameters())
+            ema.copy_to(unet.parameters())
+            unet.eval()
+            checkpoint(step + 1, pipe)
+            ema.restore(unet.parameters())
+            unet.train()
     ema.copy_to(unet.parameters())
     unet.eval()
+    # shipped in fp16 (half the bytes); loading asks for the dtype it runs in
+    pipe.to(dtype=torch.float16)
     pipe.save_pretrained(out, safe_serialization=True)
-    return {"parameters": sum(p.numel() for p in unet.parameters()), "attributes": list(ATTRIBUTES)}
+    pipe.to(dtype=torch.float32)
+    return {"parameters": sum(p.numel() for p in unet.parameters()), "warm_started_tensors": copied}

@@ -1,0 +1,65 @@
+"""``faceid world``: render data sets, list names, refuse bad values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceid_cli.cli import app
+from faceid_cli.world.contexts import caption, Context
+from faceid_cli.world.people import SEED_RANGES
+
+runner = CliRunner()
+
+
+def test_render_writes_images_and_ground_truth(tmp_path):
+    out = tmp_path / "set"
+    result = runner.invoke(app, ["world", "render", "-o", str(out), "--population", "celebrities", "-n", "2", "-k", "3",
+                                 "--context", "hat=red,glasses=none", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images"] == 6
+    records = [json.loads(line) for line in (out / "ground_truth.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    for record in records:
+        image = Image.open(out / record["file"])
+        assert image.size == (64, 64)
+        assert record["context"]["hat"] == "red" and record["context"]["glasses"] == "none"
+        assert record["population"] == "celebrities" and record["name"]
+        assert record["caption"] == caption(Context(**record["context"]), record["name"])
+        assert len(record["landmarks"]) == 5 and len(record["bbox"]) == 4
+    assert {r["identity"] for r in records} == {0, 1}
+
+
+def test_render_is_reproducible_and_held_out_ids_come_from_their_range(tmp_path):
+    for name in ("a", "b"):
+        assert runner.invoke(app, ["world", "render", "-o", str(tmp_path / name), "-n", "1", "-k", "2"]).exit_code == 0
+    a = sorted((tmp_path / "a" / "images").iterdir())
+    b = sorted((tmp_path / "b" / "images").iterdir())
+    assert [np.asarray(Image.open(p)).tobytes() for p in a] == [np.asarray(Image.open(p)).tobytes() for p in b]
+    record = json.loads((tmp_path / "a" / "ground_truth.jsonl").read_text().splitlines()[0])
+    assert record["identity"] == SEED_RANGES["held_out"][0] and record["name"] is None
+
+
+def test_render_refuses_unknown_context_values_with_exit_2(tmp_path):
+    result = runner.invoke(app, ["world", "render", "-o", str(tmp_path / "x"), "--context", "hat=purple"])
+    assert result.exit_code == 2
+    assert "hat=purple" in result.stderr and "red" in result.stderr
+    assert not (tmp_path / "x").exists()
+    result = runner.invoke(app, ["world", "render", "-o", str(tmp_path / "x"), "--context", "colour=red"])
+    assert result.exit_code == 2 and "attributes:" in result.stderr
+
+
+def test_render_refuses_more_people_than_a_population_has(tmp_path):
+    result = runner.invoke(app, ["world", "render", "-o", str(tmp_path / "x"), "--population", "celebrities",
+                                 "--offset", "9999", "-n", "5"])
+    assert result.exit_code == 2 and "celebrities" in result.stderr
+
+
+def test_names_lists_the_celebrities():
+    result = runner.invoke(app, ["world", "names", "--count", "3"])
+    assert result.exit_code == 0
+    names = result.stdout.splitlines()
+    assert len(names) == 3 and all(len(n.split()) == 2 for n in names)
