@@ -173,7 +173,8 @@ BackendOption = Annotated[
         "--backend", envvar=FACE_BACKEND_ENV, callback=one_of(BACKEND_NAMES),
         autocompletion=complete_backend,
         help="Face backend: insightface (local SCRFD + ArcFace pack), dlib (works offline out of "
-        "the box), or auto: insightface when its pack is found, else dlib.",
+        "the box), world (the miniature world's detector and recogniser), or auto: world for the "
+        "world's models, else insightface when its pack is found, else dlib.",
     ),
 ]
 InsightfaceRootOption = Annotated[

@@ -5,12 +5,18 @@ A compressive autoencoder small enough for two CPU cores blurs away what identit
 0.61, one with 16 channels at 0.70). So the world's encoder is not learned but *set*: diffusers'
 ``AutoencoderTiny`` with no blocks between its convolutions is linear, and its weights are chosen
 to cut the picture into 4x4 patches (64x64x3 → 16x16x48) and keep each patch's first principal
-components (16 of 48 keep 98% of the variance of the world's pictures; the first three are the
-patch's mean colour, so the latent is a 16x16 picture plus detail channels). The decoder (the
-usual TAESD blocks) is trained to put the patches back, also from slightly noisy latents, as a
-diffusion model's outputs are. Keeping all 48 numbers of a patch does not work: a UNet whose first
-level is 32 wide cannot pass 48 channels through, and never learns to denoise them (measured: its
-loss at high noise stayed at 0.5 where 4 or 16 channels reach 0.02).
+components, whitened (16 of 48 keep 98% of the variance of the world's pictures; the first three
+are the patch's mean colour, so the latent is a 16x16 picture plus detail channels). The decoder
+(the usual TAESD blocks) is trained to put the patches back, also from slightly noisy latents, as
+a diffusion model's outputs are. Two things measured on the way:
+
+- keeping all 48 numbers of a patch does not work: a UNet whose first level is 32 wide cannot pass
+  48 channels through, and never learns to denoise them (its loss at high noise stayed at 0.5 where
+  4 or 16 channels reach 0.02);
+- without whitening, the detail components have a hundredth of the mean colour's variance, so a
+  diffusion model's ordinary errors, the same size in every channel, swamp them: samples were
+  colour noise at a training loss of 0.1. Whitened, every channel's error is relative to its own
+  scale, as in a KL autoencoder's latent space.
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ from torch import nn
 from .common import Reporter, WorldData, batches, lr_at, seed_everything, set_lr, update
 
 PATCH = 4
-#: the principal components are multiplied by this, so the decoder's tanh clamp (3·tanh(z/3))
-#: is the identity on them to 0.2%
-ENCODER_GAIN = 0.1
+#: the whitened components (unit variance) are multiplied by this, so the decoder's tanh clamp
+#: (3·tanh(z/3)) is the identity on them to 0.1% up to four standard deviations
+ENCODER_GAIN = 0.05
 DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 1500, "batch_size": 64, "lr": 2e-3,
             "face_weight": 4.0, "decoder_channels": 32, "decoder_blocks": [1, 1, 0], "crop": 32,
             "latent_noise": 0.1, "latent_channels": 16, "pca_images": 2000}
@@ -85,13 +91,14 @@ def set_patch_encoder(encoder, mean: torch.Tensor, components: torch.Tensor) -> 
 
 def patch_pca(images: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (48,) and the first ``count`` principal components (count, 48) of the 4x4 patches of
-    ``images`` (B, 3, 64, 64) in [0, 1], signs fixed so each component's largest weight is positive."""
+    ``images`` (B, 3, 64, 64) in [0, 1], whitened (each divided by its standard deviation), signs
+    fixed so each component's largest weight is positive."""
     patches = unshuffle_patches(images).permute(0, 2, 3, 1).reshape(-1, 3 * PATCH * PATCH).double()
     mean = patches.mean(0)
     values, vectors = torch.linalg.eigh(torch.cov((patches - mean).T))
-    components = vectors.flip(1).T[:count]
+    values, components = values.flip(0)[:count], vectors.flip(1).T[:count]
     signs = torch.sign(components.gather(1, components.abs().argmax(1, keepdim=True)))
-    return mean.float(), (components * signs).float()
+    return mean.float(), (components * signs / values.clamp(min=1e-12).sqrt()[:, None]).float()
 
 
 def unshuffle_patches(images: torch.Tensor) -> torch.Tensor:
