@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InvalidArgumentError
+from .names import GENERATION_DEFAULTS
 
-DEFAULT_IDENTITY_TOKEN = "S*"
+DEFAULT_IDENTITY_TOKEN = GENERATION_DEFAULTS["identity_token"]
 NEUTRAL_SUBJECT = "a person"
 logger = logging.getLogger(__name__)
 

@@ -44,5 +44,9 @@ class BackendUnavailableError(FaceIDError):
     """A face-analysis backend cannot be used here (package or model files missing)."""
 
 
+class OutputInUseError(FaceIDError):
+    """Another run holds the lock on the output this run would write."""
+
+
 class MissingModelError(BackendUnavailableError):
     """Model files that must be present locally are not there (faceid never downloads silently)."""

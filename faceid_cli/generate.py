@@ -19,20 +19,21 @@ from pathlib import Path
 from . import __version__
 from .images import atomic_output
 from .models.schedulers import sampler_label
+from .names import GENERATION_DEFAULTS as DEFAULTS
 
 
 @dataclass
 class GenerationSettings:
     prompt: str
-    negative_prompt: str = ""
-    num_images: int = 1
+    negative_prompt: str = DEFAULTS["negative_prompt"]
+    num_images: int = DEFAULTS["num_images"]
     seed: int | None = None  # None: a random one, recorded in every output
-    steps: int = 30
-    guidance: float = 7.5
-    scheduler: str = "ddim"
+    steps: int = DEFAULTS["steps"]
+    guidance: float = DEFAULTS["guidance"]
+    scheduler: str = DEFAULTS["scheduler"]
     height: int | None = None
     width: int | None = None
-    batch_size: int = 1
+    batch_size: int = DEFAULTS["batch_size"]
 
     def seeds(self) -> list[int]:
         """Image i uses seed + i, so any one image can be regenerated alone."""

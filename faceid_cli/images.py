@@ -151,11 +151,20 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def new_file_mode() -> int:
+    """0o666 less the process umask: the mode ``open(path, "w")`` would give a new file."""
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
     A crash or kill leaves at most a hidden ``.NAME.*.part`` file, never a half-written ``NAME``.
+    The file gets the mode the user's umask gives any new file (``mkstemp`` makes it 0600, which
+    would hide outputs from the group in a shared folder).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +173,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -21,3 +21,9 @@ KNOWN_MODELS = TINY_MODELS + WORLD_MODELS + tuple(MODEL_ALIASES)
 #: samplers (``--scheduler``); faceid_cli.models.schedulers maps each to its diffusers class
 SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++sde", "unipc",
                    "ddpm")
+#: what generation uses when nobody says otherwise: the library (GenerationSettings, the pipeline),
+#: generate's and batch's options and batch's job defaults all read this one dict
+GENERATION_DEFAULTS = {
+    "model": "tiny", "method": "m2", "num_images": 1, "steps": 30, "guidance": 7.5, "scheduler": "ddim",
+    "negative_prompt": "", "batch_size": 1, "face_index": 0, "identity_token": "S*", "append_identity": False,
+}

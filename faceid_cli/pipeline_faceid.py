@@ -38,6 +38,7 @@ from .models.registry import (
     resolve_model,
 )
 from .models.schedulers import check_scheduler, make_scheduler
+from .names import GENERATION_DEFAULTS as DEFAULTS
 from .names import METHODS
 
 
@@ -58,7 +59,7 @@ def check_method(method: str) -> str:
 
 
 class FaceIDPipeline:
-    def __init__(self, pipe, encoder, *, model_name: str, method: str = "m2", analyzer=None,
+    def __init__(self, pipe, encoder, *, model_name: str, method: str = DEFAULTS["method"], analyzer=None,
                  analyzer_factory: Callable | None = None, identity_token: str = DEFAULT_IDENTITY_TOKEN):
         self.pipe = pipe
         self.encoder = encoder
@@ -74,7 +75,7 @@ class FaceIDPipeline:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def from_model(
-        cls, model: str = "tiny", *, encoder=None, method: str = "m2", device: str = "auto",
+        cls, model: str = DEFAULTS["model"], *, encoder=None, method: str = DEFAULTS["method"], device: str = "auto",
         dtype: str = "auto", allow_download: bool = False, face_backend: str = "auto",
         analyzer_options=None, analyzer=None, identity_token: str = DEFAULT_IDENTITY_TOKEN,
     ) -> FaceIDPipeline:
@@ -203,8 +204,8 @@ class FaceIDPipeline:
 
     def __call__(
         self, identity: Identity | None, prompt: str, *, seeds: Sequence[int], negative_prompt: str | None = None,
-        steps: int = 30, guidance: float = 7.5, scheduler: str = "ddim", height: int | None = None,
-        width: int | None = None, batch_size: int = 1, on_step: Callable[[], None] | None = None,
+        steps: int = DEFAULTS["steps"], guidance: float = DEFAULTS["guidance"], scheduler: str = DEFAULTS["scheduler"],
+        height: int | None = None, width: int | None = None, batch_size: int = DEFAULTS["batch_size"], on_step: Callable[[], None] | None = None,
     ) -> list:
         """Render ``prompt`` once per seed (image i uses generator seed ``seeds[i]``); PIL images."""
         seeds = list(seeds)
@@ -217,8 +218,8 @@ class FaceIDPipeline:
         return images
 
     def render(
-        self, requests: Sequence[RenderRequest], *, steps: int = 30, guidance: float = 7.5,
-        scheduler: str = "ddim", height: int | None = None, width: int | None = None,
+        self, requests: Sequence[RenderRequest], *, steps: int = DEFAULTS["steps"],
+        guidance: float = DEFAULTS["guidance"], scheduler: str = DEFAULTS["scheduler"], height: int | None = None, width: int | None = None,
         on_step: Callable[[], None] | None = None,
     ) -> list:
         """Render several (identity, prompt, negative prompt, seed) requests in one batch.

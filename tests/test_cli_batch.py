@@ -190,6 +190,25 @@ def test_sigkill_and_resume_at_several_points(tmp_path, good_jobs):
             assert np.array_equal(np.asarray(a), np.asarray(b)), name
 
 
+def test_a_second_run_on_the_same_output_fails_at_once(tmp_path, good_jobs):
+    jobs = _write_jobs(tmp_path / "jobs.jsonl", good_jobs)
+    out = tmp_path / "out"
+    first = _start_batch(jobs, out)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and _pngs(out)) and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.02)
+        second = run_cli("batch", jobs, "-o", out, *STEPS)
+        assert second.exit_code == 1
+        message = second.stderr.strip()
+        assert len(message.splitlines()) == 1 and f"process {first.pid}" in message and "--shard" in message
+        assert str(out / "manifest.jsonl") in message
+    finally:
+        stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert sorted(r["files"][0] for r in _manifest(out)) == sorted(EXPECTED), "the work was done once"
+
+
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path, good_jobs):
     jobs = _write_jobs(tmp_path / "jobs.jsonl", good_jobs)
     out = tmp_path / "out"

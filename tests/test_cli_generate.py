@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,15 +128,43 @@ def test_method_none_equals_the_plain_pipeline_with_a_person(faces_dir, tmp_path
     assert np.array_equal(_pixels(document["images"][0]), np.asarray(plain))
 
 
-def test_append_identity(faces_dir, tmp_path):
-    document = _generate(faces_dir / "obama.jpg", "--append-identity", "--seed", "1", prompt="a chef", out=tmp_path)
+def test_append_identity_injects_the_identity(faces_dir, tmp_path):
+    document = _generate(faces_dir / "obama.jpg", "--append-identity", "--seed", "1", prompt="a chef",
+                         out=tmp_path / "a")
     assert document["prompt"] == "a chef, photo of S*"
+    # the appended words carry the face: the same as writing them, unlike no identity
+    written = _generate(faces_dir / "obama.jpg", "--seed", "1", prompt="a chef, photo of S*", out=tmp_path / "b")
+    plain = _generate(faces_dir / "obama.jpg", "--method", "none", "--seed", "1", prompt="a chef, photo of S*",
+                      out=tmp_path / "c")
+    assert np.array_equal(_pixels(document["images"][0]), _pixels(written["images"][0]))
+    assert not np.array_equal(_pixels(document["images"][0]), _pixels(plain["images"][0]))
 
 
-def test_custom_identity_token(faces_dir, tmp_path):
+def test_custom_identity_token_injects_the_identity(faces_dir, tmp_path):
     document = _generate(faces_dir / "obama.jpg", "--identity-token", "<me>", "--seed", "1",
-                         prompt="<me> as a chef", out=tmp_path)
+                         prompt="<me> as a chef", out=tmp_path / "a")
     assert document["prompt"] == "<me> as a chef"
+    default = _generate(faces_dir / "obama.jpg", "--seed", "1", prompt="S* as a chef", out=tmp_path / "b")
+    plain = _generate(faces_dir / "obama.jpg", "--method", "none", "--seed", "1", prompt="S* as a chef",
+                      out=tmp_path / "c")
+    assert np.array_equal(_pixels(document["images"][0]), _pixels(default["images"][0]))
+    assert not np.array_equal(_pixels(document["images"][0]), _pixels(plain["images"][0]))
+
+
+def test_written_files_follow_the_umask(faces_dir, tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o027)
+    try:
+        document = _generate(faces_dir / "obama.jpg", "--seed", "1", out=tmp_path / "out")
+        assert run_cli("encode", faces_dir / "obama.jpg", "-o", tmp_path / "me.safetensors").exit_code == 0
+    finally:
+        os.umask(previous)
+    written = [*map(Path, document["images"]), Path(document["images"][0]).with_suffix(".json"),
+               tmp_path / "me.safetensors"]
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
 
 
 def test_files_are_never_overwritten(faces_dir, tmp_path):

@@ -39,3 +39,23 @@ def test_console_script_and_module_entry_points():
     for command in ([str(script), "--help"], [sys.executable, "-m", "faceid_cli", "--help"]):
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         assert done.returncode == 0 and "detect" in done.stdout and "compare" in done.stdout
+
+
+def test_the_private_typer_api_faceid_uses_is_there():
+    """faceid reaches into three private Typer/click names; pyproject bounds Typer to the release
+    tested here, and this fails loudly if that release (or a widened bound) lacks one of them."""
+    import inspect
+    from importlib.metadata import version
+
+    import click
+    from typer._completion_classes import completion_init
+    from typer._completion_shared import get_completion_script
+
+    assert callable(completion_init)
+    assert set(inspect.signature(get_completion_script).parameters) >= {"prog_name", "complete_var", "shell"}
+    assert callable(getattr(click.Option, "process_value", None))
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    bound = next(line for line in text.splitlines() if line.strip().startswith('"typer'))
+    low, high = (part.split("=")[-1].split("<")[-1] for part in bound.strip(' ",').removeprefix("typer").split(","))
+    installed = tuple(int(x) for x in version("typer").split(".")[:2])
+    assert tuple(int(x) for x in low.split(".")[:2]) <= installed < tuple(int(x) for x in high.split(".")[:2])

@@ -34,14 +34,14 @@ from .generate import (
     complete_scheduler,
 )
 
+from ..jobs import SETTINGS
+from ..names import GENERATION_DEFAULTS as DEFAULTS
+
 app = new_app()
 
 #: what a job gets when neither it, the command line nor the file's [defaults] say otherwise
-BUILTIN_DEFAULTS = {
-    "model": "tiny", "encoder": None, "method": "m2", "steps": 30, "guidance": 7.5, "scheduler": "ddim",
-    "height": None, "width": None, "negative_prompt": "", "face_index": 0, "identity_token": "S*",
-    "append_identity": False, "num_images": 1,
-}
+BUILTIN_DEFAULTS = {**{k: v for k, v in DEFAULTS.items() if k in SETTINGS},
+                    "encoder": None, "height": None, "width": None}
 
 
 def _interrupt(signum, frame):
@@ -63,20 +63,20 @@ def batch(
     json_output: Annotated[bool, typer.Option("--json", help="Stream one JSON line per finished image (or failed "
                                               "job) on stdout.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", autocompletion=complete_model,
-                                              help="Default model for jobs that name none [default: tiny].")] = None,
+                                              help=f"Default model for jobs that name none [default: {DEFAULTS['model']}].")] = None,
     encoder: EncoderOption = None,
     method: Annotated[str | None, typer.Option("--method", autocompletion=complete_method, callback=one_of(METHOD_NAMES),
-                                               help="Default method: m2, clip-image or none [default: m2].")] = None,
-    num_images: Annotated[int | None, typer.Option("--num-images", "-n", min=1, help="Default images per prompt [default: 1].")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Default denoising steps [default: 30].")] = None,
-    guidance: Annotated[float | None, typer.Option("--guidance", min=0.0, help="Default guidance [default: 7.5].")] = None,
+                                               help=f"Default method: {', '.join(METHOD_NAMES)} [default: {DEFAULTS['method']}].")] = None,
+    num_images: Annotated[int | None, typer.Option("--num-images", "-n", min=1, help=f"Default images per prompt [default: {DEFAULTS['num_images']}].")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help=f"Default denoising steps [default: {DEFAULTS['steps']}].")] = None,
+    guidance: Annotated[float | None, typer.Option("--guidance", min=0.0, help=f"Default guidance [default: {DEFAULTS['guidance']}].")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", autocompletion=complete_scheduler,
                                                   callback=one_of(SCHEDULER_NAMES),
-                                                  help=f"Default sampler: {', '.join(SCHEDULER_NAMES)} [default: ddim].")] = None,
+                                                  help=f"Default sampler: {', '.join(SCHEDULER_NAMES)} [default: {DEFAULTS['scheduler']}].")] = None,
     height: Annotated[int | None, typer.Option("--height", min=8, help="Default height [default: the model's].")] = None,
     width: Annotated[int | None, typer.Option("--width", min=8, help="Default width [default: the model's].")] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Default negative prompt.")] = None,
-    identity_token: Annotated[str | None, typer.Option("--identity-token", help="Default identity word [default: S*].")] = None,
+    identity_token: Annotated[str | None, typer.Option("--identity-token", help=f"Default identity word [default: {DEFAULTS['identity_token']}].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto, fp32, fp16, bf16.")] = "auto",
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Download missing models.")] = False,
@@ -97,6 +97,7 @@ def batch(
     """
     from ..batch import BatchRunner, Manifest, manifest_name, plan, prepare_resume
     from ..jobs import parse_shard, read_jobs, shard_jobs
+    from ..locks import hold_output_lock
     from ..pipeline_faceid import FaceIDPipeline
 
     given = {"model": model, "encoder": str(encoder) if encoder else None, "method": method,
@@ -110,53 +111,55 @@ def batch(
         _print_plan(mine, items, out, json_output)
         return
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out / manifest_name((shard_index, shard_count)))
-    pending, already = prepare_resume(out, items, manifest)
-    human = not (quiet or json_output)
-    if human:
-        note(f"{len(mine)} job{'s' if len(mine) != 1 else ''}"
-             + (f" (shard {shard_index}/{shard_count} of {len(jobs)})" if shard_count > 1 else "")
-             + f", {len(items)} images: {already} already done, {len(pending)} to render")
-
-    def load_pipeline(**kwargs):
-        pipeline = FaceIDPipeline.from_model(
-            kwargs["model"], encoder=kwargs["encoder"], method=kwargs["method"], device=device, dtype=dtype,
-            allow_download=allow_download, face_backend=backend, identity_token=kwargs["identity_token"],
-            analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size))
+    manifest_path = out / manifest_name((shard_index, shard_count))
+    with hold_output_lock(manifest_path):  # a second run on the same manifest fails at once
+        manifest = Manifest(manifest_path)
+        pending, already = prepare_resume(out, items, manifest)
+        human = not (quiet or json_output)
         if human:
-            described = pipeline.describe()
-            note(f"loaded {described['model']} on {described['device']} ({described['dtype']}), "
-                 f"method {described['method']}")
-        return pipeline
+            note(f"{len(mine)} job{'s' if len(mine) != 1 else ''}"
+                 + (f" (shard {shard_index}/{shard_count} of {len(jobs)})" if shard_count > 1 else "")
+                 + f", {len(items)} images: {already} already done, {len(pending)} to render")
 
-    def on_record(record):
-        if json_output:
-            print_json({**record, "out": str(out)})
+        def load_pipeline(**kwargs):
+            pipeline = FaceIDPipeline.from_model(
+                kwargs["model"], encoder=kwargs["encoder"], method=kwargs["method"], device=device, dtype=dtype,
+                allow_download=allow_download, face_backend=backend, identity_token=kwargs["identity_token"],
+                analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size))
+            if human:
+                described = pipeline.describe()
+                note(f"loaded {described['model']} on {described['device']} ({described['dtype']}), "
+                     f"method {described['method']}")
+            return pipeline
 
-    total_steps = sum(int(item.job.settings.get("steps", BUILTIN_DEFAULTS["steps"])) for item in pending)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # cluster pre-emption: stop like Ctrl-C
-    try:
-        with progress_bar("Rendering", total=total_steps, enabled=human) as advance:
-            runner = BatchRunner(out, manifest, defaults=BUILTIN_DEFAULTS, batch_size=batch_size,
-                                 load_pipeline=load_pipeline, max_pixels=max_pixels, on_record=on_record,
-                                 on_step=advance)
-            summary = runner.run(mine, pending)
-    except KeyboardInterrupt:
-        done = sum(1 for r in manifest.records if r.get("status") == "ok")
-        print_error(f"interrupted with {done} of {len(items)} images done; run the same command again to resume")
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    summary.images_skipped = already
-    if human:
-        _print_summary(summary, out, manifest.path)
-    if quiet:
-        for error in summary.failed_jobs.values():
-            print_error(error)
-    elif not summary.ok:
-        print_error(f"{len(summary.failed_jobs)} of {summary.jobs} jobs failed; see {manifest.path}")
-    if not summary.ok:
-        raise typer.Exit(1)
+        def on_record(record):
+            if json_output:
+                print_json({**record, "out": str(out)})
+
+        total_steps = sum(int(item.job.settings.get("steps", BUILTIN_DEFAULTS["steps"])) for item in pending)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # cluster pre-emption: stop like Ctrl-C
+        try:
+            with progress_bar("Rendering", total=total_steps, enabled=human) as advance:
+                runner = BatchRunner(out, manifest, defaults=BUILTIN_DEFAULTS, batch_size=batch_size,
+                                     load_pipeline=load_pipeline, max_pixels=max_pixels, on_record=on_record,
+                                     on_step=advance)
+                summary = runner.run(mine, pending)
+        except KeyboardInterrupt:
+            done = sum(1 for r in manifest.records if r.get("status") == "ok")
+            print_error(f"interrupted with {done} of {len(items)} images done; run the same command again to resume")
+            raise typer.Exit(130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        summary.images_skipped = already
+        if human:
+            _print_summary(summary, out, manifest.path)
+        if quiet:
+            for error in summary.failed_jobs.values():
+                print_error(error)
+        elif not summary.ok:
+            print_error(f"{len(summary.failed_jobs)} of {summary.jobs} jobs failed; see {manifest.path}")
+        if not summary.ok:
+            raise typer.Exit(1)
 
 
 def _print_plan(jobs, items, out: Path, json_output: bool) -> None:

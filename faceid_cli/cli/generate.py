@@ -25,6 +25,7 @@ from ._common import (
 
 app = new_app()
 
+from ..names import GENERATION_DEFAULTS as DEFAULTS
 from ..names import KNOWN_MODELS, SCHEDULER_NAMES
 from ..names import METHODS as METHOD_NAMES
 
@@ -70,10 +71,10 @@ def encode(
                                                 help="One or more photos of one person.")],
     output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False,
                                          help="Identity file to write (.safetensors).")],
-    model: ModelOption = "tiny",
+    model: ModelOption = DEFAULTS["model"],
     encoder: EncoderOption = None,
-    method: MethodOption = "m2",
-    face_index: FaceIndexOption = 0,
+    method: MethodOption = DEFAULTS["method"],
+    face_index: FaceIndexOption = DEFAULTS["face_index"],
     device: Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")] = "auto",
     json_output: JsonOption = False,
     backend: BackendOption = "auto",
@@ -119,30 +120,30 @@ def generate(
     face: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FACE|ID",
                                          help="A photo of the person, or an identity file from 'faceid encode'.")],
     prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="What to generate; S* stands for the person: 'S* as a chef'.")],
-    num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="How many images.")] = 1,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="How many images.")] = DEFAULTS["num_images"],
     seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**63 - 1,
                                              help="Seed of the first image; image i uses seed+i "
                                              "[default: random, recorded in the files].")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")] = 30,
-    guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")] = 7.5,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")] = DEFAULTS["steps"],
+    guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")] = DEFAULTS["guidance"],
     scheduler: Annotated[str, typer.Option("--scheduler", callback=one_of(SCHEDULER_NAMES),
                                            autocompletion=complete_scheduler,
-                                           help=f"Sampler: {', '.join(SCHEDULER_NAMES)}.")] = "ddim",
+                                           help=f"Sampler: {', '.join(SCHEDULER_NAMES)}.")] = DEFAULTS["scheduler"],
     height: Annotated[int | None, typer.Option("--height", min=8, help="Image height, a multiple of 8 "
                                                "[default: the model's native size].")] = None,
     width: Annotated[int | None, typer.Option("--width", min=8, help="Image width, a multiple of 8 "
                                               "[default: the model's native size].")] = None,
-    negative_prompt: Annotated[str, typer.Option("--negative-prompt", help="What to steer away from.")] = "",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images rendered at once.")] = 1,
+    negative_prompt: Annotated[str, typer.Option("--negative-prompt", help="What to steer away from.")] = DEFAULTS["negative_prompt"],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images rendered at once.")] = DEFAULTS["batch_size"],
     out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Folder for the images.")] = Path("faceid-out"),
     name: Annotated[str | None, typer.Option("--name", help="File name stem [default: from the prompt].")] = None,
-    model: ModelOption = "tiny",
+    model: ModelOption = DEFAULTS["model"],
     encoder: EncoderOption = None,
-    method: MethodOption = "m2",
-    face_index: FaceIndexOption = 0,
+    method: MethodOption = DEFAULTS["method"],
+    face_index: FaceIndexOption = DEFAULTS["face_index"],
     append_identity: Annotated[bool, typer.Option("--append-identity",
-                                                  help="Add ', photo of S*' to a prompt without S*.")] = False,
-    identity_token: IdentityTokenOption = "S*",
+                                                  help="Add ', photo of S*' to a prompt without S*.")] = DEFAULTS["append_identity"],
+    identity_token: IdentityTokenOption = DEFAULTS["identity_token"],
     device: Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16/fp16 on cuda, fp32 on cpu), fp32, fp16, bf16.")] = "auto",
     allow_download: Annotated[bool, typer.Option("--allow-download",
