@@ -161,3 +161,53 @@ def generate(
             if on_image is not None:
                 on_image(result)
     return written
+
+
+def prepare(
+    face: str | os.PathLike, prompt: str, *, model: str = DEFAULTS["model"], encoder=None,
+    method: str = DEFAULTS["method"], device: str = "auto", dtype: str = "auto", allow_download: bool = False,
+    backend: str = "auto", analyzer_options=None, face_index: int = DEFAULTS["face_index"],
+    max_pixels: int | None = None, identity_token: str = DEFAULTS["identity_token"],
+    append_identity: bool = DEFAULTS["append_identity"], scheduler: str = DEFAULTS["scheduler"],
+    on_note: Callable[[str], None] | None = None,
+):
+    """Everything ``generate`` needs for FACE (a photo or an identity file) and PROMPT, loaded in
+    the order that fails fast: the prompt, the scheduler and the model's files are checked, then the
+    identity is encoded (a bad photo or identity file fails before the diffusion model loads), then
+    the pipeline loads and the identity is checked against it.
+
+    Returns ``(pipeline, identity, prompt)``: identity is None for ``method="none"``; prompt has the
+    identity words appended if ``append_identity`` asked for them. The CLI, ``batch``-style callers,
+    ``evaluate`` and ``selfaug`` share this, so a library user gets the CLI's behaviour.
+    """
+    from .conditioning import check_identity_prompt
+    from .faces import load_analyzer
+    from .faces.analyzer import AnalyzerOptions
+    from .identity import Identity, is_identity_file
+    from .models.registry import check_model_available, resolve_device, resolve_model
+    from .models.schedulers import check_scheduler
+    from .pipeline_faceid import FaceIDPipeline, encode_identity, load_identity_encoder
+
+    check_scheduler(scheduler)
+    if method != "none":
+        prompt = check_identity_prompt(prompt, identity_token, append_identity)
+    elif is_identity_file(face) and on_note:
+        on_note("--method none ignores the identity file")
+    check_model_available(resolve_model(model), allow_download)
+    options = analyzer_options or AnalyzerOptions(model=model)
+    identity_encoder = analyzer = identity = None
+    if method != "none":
+        identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
+        if is_identity_file(face):
+            identity = Identity.load(face)
+        else:
+            analyzer = load_analyzer(backend, options)
+            identity = encode_identity(identity_encoder, analyzer, [face], method=method, face_index=face_index,
+                                       max_pixels=max_pixels)
+    pipeline = FaceIDPipeline.from_model(
+        model, encoder=identity_encoder, method=method, device=device, dtype=dtype, allow_download=allow_download,
+        face_backend=backend, analyzer_options=options, analyzer=analyzer, identity_token=identity_token,
+    )
+    if identity is not None:
+        identity = pipeline.check_identity(identity, str(face))
+    return pipeline, identity, prompt

@@ -267,3 +267,21 @@ def test_bad_inputs_fail_before_the_diffusion_model_loads(faces_dir, tmp_path, m
     result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", tmp_path,
                      "--backend", "insightface", "--insightface-root", tmp_path)
     assert_one_line_error(result, 1, "insightface model pack", "det_10g.onnx")
+
+
+def test_the_library_prepare_and_generate_equal_the_cli(faces_dir, tmp_path):
+    from faceid_cli.generate import GenerationSettings, generate, prepare
+
+    pipeline, identity, prompt = prepare(faces_dir / "obama.jpg", "a chef", append_identity=True)
+    assert prompt == "a chef, photo of S*" and identity is not None
+    images = generate(pipeline, identity, GenerationSettings(prompt=prompt, seed=3, steps=3), tmp_path / "lib")
+    cli = _generate(faces_dir / "obama.jpg", "--append-identity", "--seed", "3", prompt="a chef", out=tmp_path / "cli")
+    assert np.array_equal(_pixels(images[0].path), _pixels(cli["images"][0]))
+    with pytest.raises(Exception, match="no face|No face"):
+        prepare(_blank(tmp_path), "S* as a chef")
+
+
+def _blank(tmp_path):
+    path = tmp_path / "blank.png"
+    Image.new("RGB", (128, 128), (200, 200, 200)).save(path)
+    return path

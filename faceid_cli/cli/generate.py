@@ -161,41 +161,18 @@ def generate(
     chunk other diffusion tools read) and a JSON sidecar. The same seed and settings reproduce an
     image exactly; a photo and the identity file encoded from it give the same images.
     """
-    from ..conditioning import check_identity_prompt
-    from ..faces import load_analyzer
-    from ..generate import GenerationSettings
+    from ..generate import GenerationSettings, prepare
     from ..generate import generate as render
-    from ..identity import Identity, is_identity_file
-    from ..models.registry import DTYPES, check_model_available, resolve_device, resolve_model
-    from ..models.schedulers import check_scheduler
-    from ..pipeline_faceid import FaceIDPipeline, encode_identity, load_identity_encoder
+    from ..models.registry import DTYPES
 
     if dtype not in DTYPES:
         raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(DTYPES)}", param_hint="'--dtype'")
-    check_scheduler(scheduler)
-    if method != "none":
-        prompt = check_identity_prompt(prompt, identity_token, append_identity)
-    if method == "none" and is_identity_file(face):
-        note("--method none ignores the identity file")
-    # The identity first: a bad photo or identity file fails before the diffusion model loads.
-    check_model_available(resolve_model(model), allow_download)
-    options = analyzer_options(insightface_root, insightface_pack, detection_size, model)
-    identity_encoder = analyzer = identity = None
-    if method != "none":
-        identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
-        if is_identity_file(face):
-            identity = Identity.load(face)
-        else:
-            analyzer = load_analyzer(backend, options)
-            identity = encode_identity(identity_encoder, analyzer, [face], method=method,
-                                       face_index=face_index, max_pixels=max_pixels)
-    pipeline = FaceIDPipeline.from_model(
-        model, encoder=identity_encoder, method=method, device=device, dtype=dtype,
-        allow_download=allow_download, face_backend=backend, analyzer_options=options, analyzer=analyzer,
-        identity_token=identity_token,
-    )
-    if identity is not None:
-        identity = pipeline.check_identity(identity, str(face))
+    pipeline, identity, prompt = prepare(
+        face, prompt, model=model, encoder=encoder, method=method, device=device, dtype=dtype,
+        allow_download=allow_download, backend=backend,
+        analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
+        face_index=face_index, max_pixels=max_pixels, identity_token=identity_token,
+        append_identity=append_identity, scheduler=scheduler, on_note=note)
     described = pipeline.describe()
     if not json_output:
         note(f"model {described['model']} ({described['family']}) on {described['device']} "
