@@ -72,8 +72,7 @@ def _head_values():
     return heads
 
 
-def build_detector(path: Path, *, dynamic_input: bool = False, batched: bool = False,
-                   shuffle_outputs: bool = False) -> Path:
+def build_detector(path: Path, *, dynamic_input: bool = False, batched: bool = False) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, 3, "height", "width"] if dynamic_input else [1, 3, INPUT, INPUT]
@@ -83,9 +82,7 @@ def build_detector(path: Path, *, dynamic_input: bool = False, batched: bool = F
     initializers = [numpy_helper.from_array(np.zeros((), np.float32), "zero")]
     outputs = []
     heads = _head_values()
-    order = [(kind, stride) for kind in range(3) for stride in STRIDES]
-    if shuffle_outputs:
-        order = [order[i] for i in (2, 6, 3, 0, 8, 4, 1, 7, 5)]
+    order = [(kind, stride) for kind in range(3) for stride in STRIDES]  # the exports' order
     for kind, stride in order:
         value = heads[stride][kind]
         if batched:
@@ -115,18 +112,26 @@ def recognizer_weights(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((3 * 8 * 8, 512)).astype(np.float32)
 
 
-def build_recognizer(path: Path, seed: int = 0) -> Path:
+def build_recognizer(path: Path, seed: int = 0, normalise_inside: bool = False) -> Path:
+    """``normalise_inside``: an mxnet-style export whose first nodes (named Sub and Mul) turn 0-255
+    pixels into (x - 127.5) / 127.5 itself; the same function of the pixels either way."""
     from onnx import TensorProto, helper, numpy_helper
 
     inputs = [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["None", 3, 112, 112])]
     outputs = [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["None", 512])]
-    nodes = [
-        helper.make_node("AveragePool", ["input.1"], ["pooled"], kernel_shape=[14, 14], strides=[14, 14]),
+    nodes, initializers, first = [], [numpy_helper.from_array(recognizer_weights(seed), "weights")], "input.1"
+    if normalise_inside:
+        initializers += [numpy_helper.from_array(np.array(127.5, np.float32), "mean"),
+                         numpy_helper.from_array(np.array(1 / 127.5, np.float32), "scale")]
+        nodes += [helper.make_node("Sub", ["input.1", "mean"], ["centred"], name="Sub_0"),
+                  helper.make_node("Mul", ["centred", "scale"], ["normalised"], name="Mul_1")]
+        first = "normalised"
+    nodes += [
+        helper.make_node("AveragePool", [first], ["pooled"], kernel_shape=[14, 14], strides=[14, 14]),
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
         helper.make_node("MatMul", ["flat", "weights"], ["683"]),
     ]
-    weights = numpy_helper.from_array(recognizer_weights(seed), "weights")
-    graph = helper.make_graph(nodes, "arcface_like", inputs, outputs, [weights])
+    graph = helper.make_graph(nodes, "arcface_like", inputs, outputs, initializers)
     return _save(graph, path)
 
 

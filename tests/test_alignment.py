@@ -11,6 +11,7 @@ from faceid_cli.faces.alignment import (
     align_face,
     arcface_template,
     estimate_similarity,
+    norm_crop_template,
 )
 
 
@@ -75,22 +76,41 @@ def test_aligned_landmarks_land_on_the_template(size, angle, scale):
     landmarks = ARCFACE_TEMPLATE_112 @ truth[:, :2].T + truth[:, 2]
     crop = align_face(_dots_image(landmarks, radius=int(2 * scale)), landmarks, size=size)
     assert crop.size == (size, size)
-    template = arcface_template(size)
+    template = norm_crop_template(size)
     error = np.abs(_dot_centres(crop, template) - template).max()
     assert error < 0.02 * size + 0.6  # well under a pixel of the 112 template
 
 
-def test_large_face_is_prefiltered_without_shifting(monkeypatch):
-    truth = _similarity(5.0, 12.0, (300.0, 200.0))  # a face ~12x the crop: box-filtered first
-    landmarks = ARCFACE_TEMPLATE_112 @ truth[:, :2].T + truth[:, 2]
-    image = _dots_image(landmarks, size=(2200, 1800), radius=30)
-    reduced = []
-    original_reduce = Image.Image.reduce
-    monkeypatch.setattr(Image.Image, "reduce", lambda self, f, *a: reduced.append(f) or original_reduce(self, f, *a))
-    crop = align_face(image, landmarks, size=112)
-    assert reduced and reduced[0] >= 2
-    error = np.abs(_dot_centres(crop, ARCFACE_TEMPLATE_112) - ARCFACE_TEMPLATE_112).max()
-    assert error < 1.0
+@pytest.mark.parametrize("size", [112, 224, 448, 128, 256])
+def test_crops_are_pixel_identical_to_insightface_norm_crop(faces_dir, size):
+    import warnings
+
+    from faceid_cli.images import load_image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # insightface's own call of a deprecated scikit-image API
+        from insightface.utils.face_align import norm_crop
+    rng = np.random.default_rng(size)
+    for name in ("obama.jpg", "biden.jpg", "kit_harington1.jpeg"):
+        image = load_image(faces_dir / name)
+        pixels = np.asarray(image)
+        for _ in range(8):  # faces of many sizes and tilts, some running off the photo
+            truth = _similarity(rng.uniform(-40, 40), rng.uniform(0.4, 4.0), rng.uniform(0, 300, 2))
+            landmarks = (ARCFACE_TEMPLATE_112 @ truth[:, :2].T + truth[:, 2]
+                         + rng.normal(0, 1.5, (5, 2))).astype(np.float32)
+            ours = np.asarray(align_face(image, landmarks, size))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                theirs = norm_crop(pixels, landmarks, size)
+            assert np.array_equal(ours, theirs), (name, size)
+
+
+def test_sizes_off_112_follow_the_128_convention():
+    # insightface: a 128-multiple crop scales the template by size/128 and moves it 8*size/128 right
+    template = norm_crop_template(256)
+    assert np.allclose(template, ARCFACE_TEMPLATE_112 * 2 + [16, 0], atol=1e-4)
+    assert np.allclose(norm_crop_template(96), ARCFACE_TEMPLATE_112 * 0.75 + [6, 0], atol=1e-4)
+    assert np.allclose(norm_crop_template(224), ARCFACE_TEMPLATE_112 * 2, atol=1e-4)
 
 
 def test_bad_landmarks_are_refused():

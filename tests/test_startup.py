@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "diffusers", "transformers", "insightface", "dlib", "onnxruntime", "numpy",
-         "PIL", "rich")
+HEAVY = ("torch", "diffusers", "transformers", "insightface", "dlib", "onnxruntime", "cv2", "skimage", "scipy",
+         "numpy", "PIL", "rich")
 PROBE = """
 import json, sys
 from faceid_cli.cli import main
@@ -24,7 +24,8 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.std
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["detect", "--help"], ["compare", "--help"], ["--version"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"], *([command, "--help"] for command in (
+    "detect", "compare", "encode", "generate", "batch", "models", "completion", "world"))])
 def test_help_imports_nothing_heavy(args):
     done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), json.dumps(args)],
                           capture_output=True, text=True, check=True)

@@ -1,9 +1,11 @@
 """5-point face alignment to the ArcFace template (112x112 and any larger square crop).
 
 The template is the standard one used by ArcFace-family recognisers: the five points of
-:data:`~faceid_cli.faces.face.LANDMARK_NAMES` in a 112x112 crop. Larger crops (224, 448, ...)
-scale the same template, so every crop shows the same part of the face at a higher resolution;
-``zoom`` < 1 widens the view for models trained on looser crops.
+:data:`~faceid_cli.faces.face.LANDMARK_NAMES` in a 112x112 crop. :func:`align_face` makes exactly
+insightface's ``norm_crop``; larger crops (224, 448, ...) scale the same template, so every crop
+shows the same part of the face at a higher resolution; ``zoom`` < 1 widens the view for models
+trained on looser crops. :func:`arcface_template` and :func:`estimate_similarity` are the float64
+forms the world's batched torch alignment uses.
 """
 
 from __future__ import annotations
@@ -61,31 +63,55 @@ def alignment_matrix(landmarks: np.ndarray, size: int = 112, zoom: float = 1.0) 
     return estimate_similarity(np.asarray(landmarks, dtype=np.float64), arcface_template(size, zoom))
 
 
+def norm_crop_template(size: int = 112, zoom: float = 1.0) -> np.ndarray:
+    """The five template points of insightface's ``norm_crop`` for a ``size`` crop (float32, as
+    insightface computes them): the 112 template scaled by size/112 for multiples of 112; for any
+    other size, the 128 convention (scaled by size/128 and moved 8·size/128 to the right, so the
+    face stays centred in the wider crop). ``zoom`` < 1 shrinks the points about the crop centre,
+    showing more around the face (insightface has no zoom; at 1 the points are its own)."""
+    if size <= 0 or zoom <= 0:
+        raise ValueError(f"crop size and zoom must be positive, got size={size}, zoom={zoom}")
+    if size % 112 == 0:
+        ratio, shift = float(size) / 112.0, 0.0
+    else:
+        ratio = float(size) / 128.0
+        shift = 8.0 * ratio
+    points = ARCFACE_TEMPLATE_112.astype(np.float32) * ratio
+    points[:, 0] += shift
+    if zoom != 1.0:
+        points = ((points - size / 2.0) * zoom + size / 2.0).astype(np.float32)
+    return points
+
+
+def norm_crop_matrix(landmarks: np.ndarray, size: int = 112, zoom: float = 1.0) -> np.ndarray:
+    """insightface's ``estimate_norm``: the 2x3 similarity (scikit-image's least-squares estimate,
+    as insightface uses) from image pixels to crop pixels."""
+    from skimage.transform import SimilarityTransform
+
+    transform = SimilarityTransform.from_estimate(np.asarray(landmarks), norm_crop_template(size, zoom))
+    if not transform:
+        raise ValueError("landmarks are degenerate (no similarity transform fits them)")
+    return transform.params[0:2, :]
+
+
 def align_face(
     image: Image.Image, landmarks: np.ndarray, size: int = 112, zoom: float = 1.0
 ) -> Image.Image:
     """Warp ``image`` so the face's five landmarks land on the ArcFace template of ``size`` px.
 
-    Coordinates follow the detectors' convention (pixel *centres* at integers). Pillow samples
-    with pixel centres at +0.5, so both point sets are shifted by half a pixel before solving.
-    A large face shrunk into a small crop is box-filtered first (Pillow's affine warp does not
-    antialias), which keeps fine texture from aliasing into the recogniser's input.
+    Pixel for pixel what ``insightface.utils.face_align.norm_crop`` makes from the same landmarks
+    (tests/test_alignment.py compares them): every ArcFace embedding in the field (InstantID,
+    PhotoMaker, PuLID, Arc2Face) is computed on that crop, and thresholds assume it. The same
+    similarity estimate, then OpenCV's bilinear warp with black outside; sizes that are not
+    multiples of 112 follow insightface's 128 convention (:func:`norm_crop_template`).
+    Coordinates follow the detectors' convention (pixel centres at integers), as OpenCV's.
     """
-    points = np.asarray(landmarks, dtype=np.float64)
+    import cv2
+
+    points = np.asarray(landmarks)
     if points.shape != (5, 2) or not np.isfinite(points).all():
         raise ValueError(f"need five finite (x, y) landmarks, got shape {points.shape}")
-    matrix = alignment_matrix(points, size, zoom)
-    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    factor = int(1.0 / scale) if scale < 0.5 else 1
-    if factor > 1:
-        image = image.reduce(factor)
-        points = (points + 0.5) / factor - 0.5
-    matrix = estimate_similarity(points + 0.5, arcface_template(size, zoom) + 0.5)
-    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
-    return image.transform(
-        (size, size),
-        Image.Transform.AFFINE,
-        data=tuple(inverse.ravel()),
-        resample=Image.Resampling.BICUBIC,
-        fillcolor=(0, 0, 0) if image.mode == "RGB" else 0,
-    )
+    matrix = norm_crop_matrix(points.astype(np.float32), size, zoom)
+    pixels = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
+    warped = cv2.warpAffine(pixels, matrix, (size, size), borderValue=0.0)
+    return Image.fromarray(warped)

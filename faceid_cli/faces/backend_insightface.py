@@ -1,12 +1,15 @@
-"""insightface backend: SCRFD detection and ArcFace embeddings from a local model pack.
+"""insightface backend: SCRFD detection and ArcFace embeddings from a local model pack, run by
+the ``insightface`` package itself.
 
 The packs (``antelopev2``: SCRFD-10G + glint360k R100, used by InstantID and PuLID;
-``buffalo_l``: SCRFD-10G + webface600k R50) are ONNX files that the ``insightface`` package would
-download on first use. faceid never downloads: it reads them from
+``buffalo_l``: SCRFD-10G + webface600k R50) are ONNX files. faceid reads them from
 ``$FACEID_INSIGHTFACE_ROOT`` (default ``~/.insightface/models``, insightface's own folder, so an
-existing install is found) and runs them with onnxruntime directly. The insightface package itself
-is not needed; its Python side is a thin wrapper whose model-pack loader downloads when a file is
-missing, which is exactly what this tool must not do.
+existing install is found) and never downloads: the files are checked before insightface is
+asked, and each is loaded with ``insightface.model_zoo.get_model(path)``, which reads a local file
+and fetches nothing. Decoding, suppression, the recogniser's input normalisation (including the
+mxnet-converted models that normalise inside the graph) and ``norm_crop`` are insightface's own, so
+faces and embeddings equal ``FaceAnalysis.get``'s. faceid adds only what insightface lacks: its
+Face record, the largest-first order, and one-line errors.
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from PIL import Image
 
 from ..config import INSIGHTFACE_ROOT_ENV
 from ..errors import BackendUnavailableError, MissingModelError
-from .alignment import align_face
-from .analyzer import FaceAnalyzer
+from .analyzer import FaceAnalyzer, downscale_for_detection
 from .face import Face, l2_normalize, sort_largest_first
 
 
@@ -93,44 +95,39 @@ class InsightFaceAnalyzer(FaceAnalyzer):
         nms_threshold: float = 0.4,
         providers: list[str] | None = None,
     ):
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the insightface backend needs onnxruntime ({exc})", "run 'pip install onnxruntime'"
-            ) from None
-        found = find_pack(root, pack)
+        found = find_pack(root, pack)  # before insightface is asked: it would try to download
         if found is None:
             raise missing_pack_error(root, pack)
+        try:
+            import onnxruntime
+            from insightface.model_zoo import get_model
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"the insightface backend needs the insightface package ({exc})", "run 'pip install insightface'"
+            ) from None
         self.pack = found
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
         if providers is None:
             available = onnxruntime.get_available_providers()
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self._detector = onnxruntime.InferenceSession(
-                str(found.detector), options, providers=providers
-            )
-            self._recognizer = onnxruntime.InferenceSession(
-                str(found.recognizer), options, providers=providers
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        self._detector = _load_model(get_model, found.detector, providers)
+        self._recognizer = _load_model(get_model, found.recognizer, providers)
+        if getattr(self._detector, "taskname", None) != "detection" or not getattr(self._detector, "use_kps", False):
             raise MissingModelError(
-                f"cannot load the insightface pack in {found.folder}: {exc}",
-                "the .onnx files are damaged; copy them again",
-            ) from None
-        self._det_input = self._detector.get_inputs()[0]
-        height, width = self._det_input.shape[2:4]
-        fixed = isinstance(height, int) and isinstance(width, int)
-        self.detection_input = (width, height) if fixed else (detection_size, detection_size)
-        self._det_heads = _detector_heads(self._detector, found.detector)
-        rec_input = self._recognizer.get_inputs()[0]
-        self._rec_input_name = rec_input.name
-        self.crop_size = rec_input.shape[2] if isinstance(rec_input.shape[2], int) else 112
-        out_dim = self._recognizer.get_outputs()[0].shape[-1]
+                f"'{found.detector}' is not an SCRFD detector with keypoints",
+                "use scrfd_10g_bnkps.onnx or det_10g.onnx from a standard pack",
+            )
+        if getattr(self._recognizer, "taskname", None) != "recognition":
+            raise MissingModelError(
+                f"'{found.recognizer}' is not an ArcFace recogniser",
+                "use glintr100.onnx or w600k_r50.onnx from a standard pack",
+            )
+        context = 0 if providers and providers[0] == "CUDAExecutionProvider" else -1
+        self._detector.prepare(context, input_size=(detection_size, detection_size), det_thresh=score_threshold,
+                               nms_thresh=nms_threshold)
+        self._recognizer.prepare(context)
+        self.detection_input = tuple(self._detector.input_size)
+        self.crop_size = int(self._recognizer.input_size[0])
+        out_dim = self._recognizer.output_shape[-1]
         self.embedding_dim = out_dim if isinstance(out_dim, int) else 512
 
     @property
@@ -138,109 +135,54 @@ class InsightFaceAnalyzer(FaceAnalyzer):
         return f"insightface ({self.pack.name} from {self.pack.folder})"
 
     def detect(self, image: Image.Image) -> list[Face]:
-        in_w, in_h = self.detection_input
-        # Letterbox: keep the aspect ratio, pad right and bottom (SCRFD's training convention).
-        ratio = min(in_w / image.width, in_h / image.height)
-        new_size = (max(1, int(image.width * ratio)), max(1, int(image.height * ratio)))
-        resized = np.asarray(image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0))
-        canvas = np.zeros((in_h, in_w, 3), dtype=np.float32)
-        canvas[: new_size[1], : new_size[0]] = resized
-        blob = ((canvas - 127.5) / 128.0).transpose(2, 0, 1)[None]
-        outputs = self._detector.run(None, {self._det_input.name: blob})
-        boxes, scores, points = self._decode(outputs, in_w, in_h)
-        keep = _nms(boxes, scores, self.nms_threshold)
+        # insightface shrinks to its input with OpenCV's resize, which does not antialias: a photo
+        # many times the detector's input is first shrunk, antialiased, to twice that input
+        small, scale = downscale_for_detection(image, 2 * max(self.detection_input))
+        boxes, points = self._detector.detect(_bgr(small), input_size=self.detection_input)
         faces = [
-            Face(
-                bbox=tuple(float(v) for v in boxes[i] / ratio),
-                score=float(scores[i]),
-                landmarks=points[i] / ratio,
-            )
-            for i in keep
+            Face(bbox=tuple(float(v) / scale for v in box[:4]), score=float(box[4]),
+                 landmarks=np.asarray(kps, dtype=np.float64) / scale)
+            for box, kps in zip(boxes, points)
         ]
         return sort_largest_first(faces)
 
-    def _decode(self, outputs, in_w: int, in_h: int):
-        boxes, scores, points = [], [], []
-        for stride, anchors, (score_i, box_i, kps_i) in self._det_heads:
-            score = outputs[score_i].reshape(-1)
-            rows, cols = -(-in_h // stride), -(-in_w // stride)
-            if score.size != rows * cols * anchors:
-                rows, cols = in_h // stride, in_w // stride
-            if score.size != rows * cols * anchors:
-                raise MissingModelError(
-                    f"the detector {self.pack.detector} gave {score.size} scores at stride {stride} "
-                    f"for a {in_w}x{in_h} input",
-                    "it is not an SCRFD model with keypoints; use a standard pack",
-                )
-            ys, xs = np.mgrid[:rows, :cols]
-            centres = np.repeat(np.stack([xs, ys], axis=-1).reshape(-1, 2) * stride, anchors, axis=0)
-            keep = np.nonzero(score >= self.score_threshold)[0]
-            if keep.size == 0:
-                continue
-            centres = centres[keep].astype(np.float32)
-            deltas = outputs[box_i].reshape(-1, 4)[keep] * stride
-            offsets = outputs[kps_i].reshape(-1, 10)[keep] * stride
-            boxes.append(np.hstack([centres - deltas[:, :2], centres + deltas[:, 2:]]))
-            points.append(centres[:, None, :] + offsets.reshape(-1, 5, 2))
-            scores.append(score[keep])
-        if not boxes:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
-        return np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
-
     def embed(self, image: Image.Image, face: Face) -> np.ndarray:
-        crop = np.asarray(align_face(image, face.landmarks, self.crop_size), dtype=np.float32)
-        blob = ((crop - 127.5) / 127.5).transpose(2, 0, 1)[None]
-        return l2_normalize(self._recognizer.run(None, {self._rec_input_name: blob})[0])
+        # insightface aligns with norm_crop on the detector's float32 keypoints
+        import warnings
+
+        holder = _Keypoints(np.asarray(face.landmarks, dtype=np.float32))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # norm_crop's call of a deprecated scikit-image API
+            embedding = self._recognizer.get(_bgr(image), holder)
+        return l2_normalize(np.asarray(embedding, dtype=np.float32))
 
 
-def _detector_heads(session, path: Path) -> list[tuple[int, int, tuple[int, int, int]]]:
-    """(stride, anchors per cell, (score, box, keypoint) output indices) for each SCRFD level.
+class _Keypoints:
+    """The one attribute of insightface's Face that its recogniser reads (and the one it writes)."""
 
-    Outputs are matched by their last dimension (1 score, 4 box distances, 10 keypoint offsets)
-    rather than by position; within a group, the level with the most anchors (stride 8) comes
-    first where shapes are static, else the export's order (the same in every known export).
-    """
-    outputs = session.get_outputs()
-    by_width: dict[int, list[int]] = {1: [], 4: [], 10: []}
-    for index, output in enumerate(outputs):
-        width = output.shape[-1] if len(output.shape) >= 2 else None
-        if width in by_width:
-            by_width[width].append(index)
-    levels = len(by_width[1])
-    if levels not in (3, 5) or len(by_width[4]) != levels or len(by_width[10]) != levels:
+    def __init__(self, kps: np.ndarray):
+        self.kps = kps
+        self.embedding = None
+
+
+def _bgr(image: Image.Image) -> np.ndarray:
+    """insightface takes OpenCV's BGR uint8 arrays."""
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+
+
+def _load_model(get_model, path: Path, providers: list[str]):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # insightface's own deprecation noise
+            model = get_model(str(path), providers=providers)
+    except Exception as exc:  # onnxruntime and onnx raise their own untyped errors for bad files
         raise MissingModelError(
-            f"'{path}' is not an SCRFD detector with keypoints "
-            f"(outputs: {[tuple(o.shape) for o in outputs]})",
-            "use scrfd_10g_bnkps.onnx or det_10g.onnx from a standard pack",
-        )
-    for group in by_width.values():
-        group.sort(key=lambda i: -_anchor_count(outputs[i].shape))  # stable: symbolic keep order
-    strides = (8, 16, 32) if levels == 3 else (8, 16, 32, 64, 128)
-    anchors = 2 if levels == 3 else 1
-    return [
-        (stride, anchors, (by_width[1][i], by_width[4][i], by_width[10][i]))
-        for i, stride in enumerate(strides)
-    ]
-
-
-def _anchor_count(shape) -> int:
-    count = shape[-2] if len(shape) >= 2 else None
-    return count if isinstance(count, int) else 0
-
-
-def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
-    """Greedy non-maximum suppression; indices of kept boxes, best first."""
-    order = np.argsort(-scores)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
-        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
-        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
-        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
-        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
-        order = rest[iou <= threshold]
-    return keep
+            f"cannot load the insightface pack in {path.parent}: {exc}",
+            "the .onnx files are damaged; copy them again",
+        ) from None
+    if model is None:
+        raise MissingModelError(f"'{path}' is neither a face detector nor a recogniser insightface knows",
+                                "use the files of a standard pack")
+    return model

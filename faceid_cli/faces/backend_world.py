@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .alignment import align_face
 from .analyzer import FaceAnalyzer
 from .face import Face, l2_normalize
 
@@ -61,15 +60,28 @@ class WorldFaceAnalyzer(FaceAnalyzer):
         return [Face(bbox=tuple(float(v) for v in corners.ravel()), score=score, landmarks=points)]
 
     def embed(self, image: Image.Image, face: Face) -> np.ndarray:
-        return self.embed_crops([align_face(image, face.landmarks, self.crop_size)])[0]
+        import torch
+
+        from ..world.data import align_batch
+
+        # the recogniser's own training alignment (batched torch), so inference sees its crops
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        crop = align_batch(pixels, torch.from_numpy(np.asarray(face.landmarks, dtype=np.float64))[None], self.crop_size)
+        return self.embed_pixels(crop)[0]
 
     def embed_crops(self, crops: list[Image.Image]) -> np.ndarray:
         """Embeddings of aligned crops, in one batch."""
         import torch
 
-        recogniser = _load(self.recogniser_dir)
         pixels = torch.stack([torch.from_numpy(np.asarray(c.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
                               for c in crops])
+        return self.embed_pixels(pixels)
+
+    def embed_pixels(self, pixels) -> np.ndarray:
+        """Embeddings of aligned crops given as a tensor (B, 3, crop, crop) in [0, 1]."""
+        import torch
+
+        recogniser = _load(self.recogniser_dir)
         with torch.inference_mode():
             embeddings = recogniser(pixels).numpy()
         return np.stack([l2_normalize(e) for e in embeddings])
