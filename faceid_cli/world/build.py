@@ -26,9 +26,9 @@ RECIPE: dict = {
     "celebrity_images": 400,
     "recogniser": {},
     "detector": {},
-    # step counts below the recipes' defaults keep the whole build near 80 minutes on 2 cores
-    "classifier": {"steps": 1000},
-    "face-vit": {"steps": 800},
+    # step counts below the recipes' defaults keep the whole build within 90 minutes on 2 cores
+    "classifier": {},
+    "face-vit": {"steps": 600},
     "vae": {},
     "clip": {"steps": 1000},
     # SD's CLIP-L and SDXL's bigG in miniature: the second tower is wider, and SDXL-only
@@ -40,7 +40,7 @@ RECIPE: dict = {
     ]},
     "world": {"steps": 2400},
     # world-xl starts from world's UNet (warm_start) and fine-tunes to its two towers
-    "world-xl": {"steps": 500, "warm_start": True},
+    "world-xl": {"steps": 400, "warm_start": True},
 }
 #: build order; each step names the components it writes
 STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl")

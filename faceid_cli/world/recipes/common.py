@@ -60,7 +60,7 @@ class Reporter:
 
 
 #: bump when the renderer changes, so cached pools are rendered anew
-RENDER_VERSION = 4
+RENDER_VERSION = 5
 
 
 @dataclass
