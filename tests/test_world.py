@@ -98,6 +98,23 @@ def test_context_changes_the_picture_where_it_should():
     assert sketch.mean() > plain.mean() + 15  # pencil on white paper
 
 
+@pytest.mark.parametrize("change", [{"hat": "red"}, {"glasses": "sunglasses"}, {"background": "green"},
+                                    {"style": "pencil sketch"}])
+def test_the_aligned_reference_crop_shows_context(change):
+    """The paper's failure mode is possible here: an encoder fed the aligned crop sees hat, glasses,
+    background and style, so a reconstruction-only encoder can learn to copy them into S*."""
+    from faceid_cli.faces import align_face
+
+    person = identity_from_seed(12)
+    base = Context(hat="none", glasses="none", background="gray", style="photo")
+    crops = []
+    for context in (base, Context(**{**base.__dict__, **change})):
+        drawn = render(person, context)
+        crops.append(np.asarray(align_face(drawn.image, drawn.landmarks, 112)).astype(int))
+    changed = np.abs(crops[1] - crops[0]).sum(-1) > 40
+    assert changed.mean() > 0.02, f"{change} is invisible in the aligned crop"
+
+
 def test_negatives_have_no_face_and_are_deterministic():
     a, b = render_negative(3), render_negative(3)
     assert np.array_equal(np.asarray(a), np.asarray(b)) and a.size == (SIZE, SIZE)
