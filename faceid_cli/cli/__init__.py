@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import batch, completion, faces, generate, models, world
+from . import batch, completion, faces, generate, models, train, world
 from ._common import new_app
 
 app = new_app(
@@ -21,6 +21,7 @@ app = new_app(
 app.add_typer(faces.app)
 app.add_typer(generate.app)
 app.add_typer(batch.app)
+app.add_typer(train.app)
 app.add_typer(models.app)
 app.add_typer(completion.app)
 app.add_typer(world.app)

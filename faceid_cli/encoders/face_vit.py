@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 
@@ -103,6 +104,8 @@ class FaceViT(nn.Module):
             nn.BatchNorm1d(config.embedding_dim, eps=2e-5),
         )
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        #: recompute each block's activations in the backward pass (training memory, not speed)
+        self.gradient_checkpointing = False
 
     def forward_features(
         self, pixels: torch.Tensor, layers: tuple[int, ...] = ()
@@ -118,8 +121,9 @@ class FaceViT(nn.Module):
             pixels = (pixels - 0.5) / 0.5
         x = self.patch_embed(pixels) + self.pos_embed
         taken = {}
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for index, block in enumerate(self.blocks, start=1):
-            x = block(x)
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
             if index in layers:
                 taken[index] = x
         tokens = self.norm(x.float()).to(x.dtype)

@@ -34,7 +34,9 @@ class M2IDEncoder(IdentityEncoder):
     ):
         super().__init__()
         self.backbone_config = FaceViTConfig(**(backbone or {}))
-        self.feature_layers = tuple(feature_layers or default_feature_layers(self.backbone_config.depth))
+        # () is "the identity embedding only" (the paper's last-layer ablation); None the default V
+        self.feature_layers = tuple(default_feature_layers(self.backbone_config.depth) if feature_layers is None
+                                    else feature_layers)
         self._config = {
             "encoder_type": self.encoder_type,
             "backbone": self.backbone_config.to_dict(),

@@ -1,0 +1,222 @@
+"""Training data for the M² encoder: reconstruction photos and self-augmented editing triplets.
+
+Every item gives the encoder an aligned face crop, the diffusion model a target picture at the
+training resolution, and a caption with ``S*``:
+
+- *reconstruction*: a face photo (FFHQ-like) is its own target; the caption is drawn from
+  templates ("a photo of S*", ...);
+- *triplet*: a line of the manifest ``faceid selfaug`` writes: the identity face, the editing
+  prompt with ``S*``, and the edited image as the target.
+
+Faces are detected and aligned once, and the crop and target are cached as PNGs under the cache
+folder (named by the file's content hash and the settings), with an index; a second epoch or a
+second run reads the cache. A photo that cannot be read or has no face is counted and reported
+with its reason, never fatal.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import FaceIDError, InvalidArgumentError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+INDEX_NAME = "index.jsonl"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One raw item before preprocessing."""
+
+    kind: str  # "reconstruction" or "triplet"
+    face: Path
+    target: Path
+    prompt: str | None = None  # the triplet's editing prompt; reconstruction draws templates
+
+
+@dataclass
+class Prepared:
+    """What preprocessing made of the sources: cached items, and what was skipped and why."""
+
+    items: list[dict] = field(default_factory=list)  # {"kind", "crop", "target", "prompt", "source"}
+    skipped: Counter = field(default_factory=Counter)  # reason → count
+    examples: dict = field(default_factory=dict)  # reason → one file that had it
+
+    def summary(self) -> dict:
+        kinds = Counter(item["kind"] for item in self.items)
+        return {"items": len(self.items), "by_kind": dict(kinds), "skipped": dict(self.skipped),
+                "skipped_examples": dict(self.examples)}
+
+
+def expand_photos(specs: list[str], base: Path | None = None) -> list[Path]:
+    """Folders (every image inside, recursively), globs and files, sorted and without repeats."""
+    found: dict[Path, None] = {}
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if path.is_dir():
+            matches = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif any(ch in str(path) for ch in "*?["):
+            matches = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            matches = [path]
+        else:
+            raise InvalidArgumentError(f"data.reconstruction entry '{spec}' matches nothing",
+                                       "give a folder, a glob or a file of face photos")
+        for match in sorted(matches):
+            found.setdefault(match, None)
+    return list(found)
+
+
+def read_triplets(manifests: list[str], base: Path | None = None) -> list[Source]:
+    """The kept triplets of ``faceid selfaug`` manifests (JSON lines with ``face``, ``prompt`` and
+    ``image``; relative paths are relative to the manifest)."""
+    sources = []
+    for spec in manifests:
+        path = Path(spec).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot read triplet manifest '{path}': {exc.strerror}", "check the path") from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                face, prompt, image = record["face"], record["prompt"], record["image"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InvalidArgumentError(f"{path}:{number} is not a triplet (face, prompt, image)",
+                                           "use a manifest written by 'faceid selfaug'") from None
+            sources.append(Source("triplet", path.parent / face, path.parent / image, prompt))
+    return sources
+
+
+def cache_key(source: Source, crop_size: int, crop_zoom: float, resolution: int, backend: str) -> str:
+    digest = hashlib.sha256()
+    for part in (source.kind, _file_digest(source.face), _file_digest(source.target), source.prompt or "",
+                 crop_size, crop_zoom, resolution, backend):
+        digest.update(str(part).encode("utf-8") + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"missing:{path}"
+    # size and mtime stand in for the bytes: hashing 70k photos on every start would be slow
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def center_square(image: Image.Image, resolution: int) -> Image.Image:
+    """The centred square of ``image`` resized to ``resolution`` (the training target)."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = image.crop((left, top, left + side, top + side))
+    return square.resize((resolution, resolution), Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+def prepare(sources: list[Source], analyzer, crop_size: int, crop_zoom: float, resolution: int, cache_dir: Path,
+            progress=None) -> Prepared:
+    """Detect, align and cache every source once; later calls read the cache."""
+    from ..faces import align_face
+    from ..images import load_image, save_image
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    known = _read_index(cache_dir / INDEX_NAME)
+    prepared = Prepared()
+    new_lines = []
+    for source in sources:
+        key = cache_key(source, crop_size, crop_zoom, resolution, analyzer.name)
+        entry = known.get(key)
+        if entry is None:
+            entry = {"key": key, "kind": source.kind, "source": str(source.face), "prompt": source.prompt}
+            try:
+                image = load_image(source.face)
+                faces = analyzer.detect(image)
+                if not faces:
+                    entry["skipped"] = "no face found"
+                else:
+                    crop = align_face(image, faces[0].landmarks, crop_size, crop_zoom)
+                    target_image = image if source.target == source.face else load_image(source.target)
+                    save_image(crop, cache_dir / f"{key}-crop.png")
+                    save_image(center_square(target_image, resolution), cache_dir / f"{key}-target.png")
+            except FaceIDError as exc:  # unreadable, corrupt, too large: the loader's one-line reason
+                entry["skipped"] = _reason(exc)
+            new_lines.append(entry)
+            known[key] = entry
+        if progress:
+            progress()
+        if "skipped" in entry:
+            prepared.skipped[entry["skipped"]] += 1
+            prepared.examples.setdefault(entry["skipped"], entry["source"])
+            continue
+        prepared.items.append({"kind": entry["kind"], "crop": cache_dir / f"{key}-crop.png",
+                               "target": cache_dir / f"{key}-target.png", "prompt": entry["prompt"],
+                               "source": entry["source"]})
+    if new_lines:
+        index = cache_dir / INDEX_NAME
+        with open(index, "a", encoding="utf-8") as handle:
+            for line in new_lines:
+                handle.write(json.dumps(line) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    return prepared
+
+
+def _reason(exc: FaceIDError) -> str:
+    """A short, countable reason: the kind of failure without the file name."""
+    name = type(exc).__name__
+    return {"ImageError": "unreadable image", "NoFaceError": "no face found"}.get(name, name)
+
+
+def _read_index(path: Path) -> dict[str, dict]:
+    entries = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                entries[entry["key"]] = entry
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut off by a kill: that item is simply prepared again
+    return entries
+
+
+class TrainingSet(torch.utils.data.Dataset):
+    """Cached items as tensors: the encoder's crop (3, c, c) and the target in [-1, 1]."""
+
+    def __init__(self, items: list[dict], preprocess):
+        self.items = items
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        with Image.open(item["crop"]) as crop:
+            pixels = self.preprocess(crop.convert("RGB"))
+        with Image.open(item["target"]) as target:
+            array = np.asarray(target.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+        return {"crop": pixels, "target": torch.from_numpy(array).permute(2, 0, 1).contiguous(), "index": index}
+
+
+def caption_for(item: dict, templates: list[str], rng: np.random.Generator) -> str:
+    """The triplet's own prompt, or a template drawn with ``rng`` for a reconstruction item."""
+    if item["kind"] == "triplet":
+        return item["prompt"]
+    return templates[int(rng.integers(len(templates)))]

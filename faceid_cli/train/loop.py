@@ -1,0 +1,405 @@
+"""``faceid train``'s loop: the M² encoder learns on a frozen text-to-image model, on accelerate.
+
+The objective (DreamIdentity §3.4): the diffusion model's usual MSE (noise, or velocity for
+v-prediction bases), conditioned through the pseudo-words, plus λ·Σ‖s_i‖. The words enter the text
+encoders through :func:`faceid_cli.conditioning.encode_prompt_with_identity`, the code
+``generate`` uses, so training and generation cannot drift apart. The UNet, VAE and text encoders
+never change (they are not given to the optimizer and their gradients are off); the projection
+heads train; the face backbone is frozen unless the config unfreezes it.
+
+Determinism: the items, templates, noise and timesteps of step ``s`` are pure functions of the
+seed and ``s`` (and the process rank), so a resumed run draws exactly the batches an uninterrupted
+one would; the checkpoint holds the weights, the optimizer, the LR schedule and the RNG states
+(accelerate's ``save_state``). On one CPU a resumed run ends bit-identical to an uninterrupted one.
+
+A checkpoint folder ``checkpoints/step-NNNNNNN`` holds the encoder in the format ``generate
+--encoder`` loads (``encoder/``), the resolved config, accelerate's state, and ``complete.json``
+written last: a folder without it (a run killed while saving) is never resumed from or counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import FaceIDError, InvalidArgumentError, MissingModelError
+from .config import dumps_toml
+
+CHECKPOINTS = "checkpoints"
+COMPLETE = "complete.json"
+METRICS = "metrics.jsonl"
+ENCODER_DIR = "encoder"
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    encoder_dir: Path
+    metrics: list[dict]
+    data: dict
+
+
+# ---- models --------------------------------------------------------------------------------------
+def build_encoder_for(config: dict, word_dims: tuple[int, ...]):
+    """A fresh M² encoder for the base's word widths (or the checkpoint ``init_encoder``), with the
+    backbone weights loaded when ``model.backbone`` names them."""
+    from ..encoders.base import load_encoder
+    from ..encoders.m2 import M2IDEncoder, default_feature_layers
+
+    model = config["model"]
+    if model["init_encoder"]:
+        encoder = load_encoder(model["init_encoder"])
+        if tuple(encoder.word_dims) != tuple(word_dims):
+            raise InvalidArgumentError(
+                f"model.init_encoder makes words {tuple(encoder.word_dims)} wide; the base takes {tuple(word_dims)}",
+                "start from an encoder trained for this base family")
+        return encoder
+    backbone_config, state = _backbone(model)
+    from ..encoders.face_vit import FaceViTConfig
+
+    depth = FaceViTConfig(**backbone_config).depth
+    layers = [] if model["features"] == "last" else list(default_feature_layers(depth))
+    encoder = M2IDEncoder(backbone=backbone_config, num_words=model["num_words"], word_dims=word_dims,
+                          hidden_dim=model["hidden_dim"], feature_layers=layers)
+    if state is not None:
+        try:
+            encoder.load_backbone(state)
+        except RuntimeError as exc:
+            raise InvalidArgumentError(f"model.backbone '{model['backbone']}' does not fit the face ViT: {exc}",
+                                       "give model.backbone_config the checkpoint's shape") from None
+    return encoder
+
+
+def _backbone(model: dict) -> tuple[dict, dict | None]:
+    """(face-ViT config, state dict or None) from ``model.backbone``: a world face-vit folder
+    (config.json + model.safetensors), a ``.safetensors`` file, or a pickle read with weights_only."""
+    path = model["backbone"]
+    config = dict(model["backbone_config"])
+    if not path:
+        return config, None
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            config = {**json.loads((path / "config.json").read_text(encoding="utf-8")), **config}
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise MissingModelError(f"model.backbone '{path}' not found", "point it at a face-ViT checkpoint")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    return config, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def trainable_parameters(encoder, config: dict) -> list[dict]:
+    """Optimizer groups: the heads at the learning rate; the backbone (whole, its last N blocks, or
+    nothing) at its own."""
+    train = config["train"]
+    encoder.backbone.requires_grad_(False)
+    groups = [{"params": [p for p in encoder.heads.parameters()], "lr": train["learning_rate"], "name": "heads"}]
+    setting = train["backbone"]
+    if setting == "all":
+        chosen = list(encoder.backbone.parameters())
+    elif setting.startswith("last:"):
+        count = int(setting[5:])
+        blocks = list(encoder.backbone.blocks)
+        if count > len(blocks):
+            raise InvalidArgumentError(f"train.backbone = {setting!r}: the face ViT has {len(blocks)} blocks",
+                                       f"use last:1 to last:{len(blocks)} or all")
+        chosen = [p for block in blocks[-count:] for p in block.parameters()]
+        chosen += [p for name, p in encoder.backbone.named_parameters() if not name.startswith(("blocks.", "patch"))
+                   and not name.startswith("pos")]
+    else:
+        chosen = []
+    for parameter in chosen:
+        parameter.requires_grad_(True)
+    if chosen:
+        groups.append({"params": chosen, "lr": train["backbone_learning_rate"], "name": "backbone"})
+    return groups
+
+
+# ---- one step ------------------------------------------------------------------------------------
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + rank * 104_729) % 2**63)
+
+
+def batch_indices(seed: int, step: int, micro: int, counts: dict[str, int], triplet_fraction: float,
+                  rank: int, micro_batch: int) -> list[tuple[str, int]]:
+    """Which (kind, index) items micro-batch ``micro`` of step ``step`` takes on process ``rank``:
+    a pure function, so a resumed run draws what an uninterrupted one would."""
+    rng = np.random.default_rng([seed, step, micro, rank])
+    triplets = counts.get("triplet", 0)
+    reconstruction = counts.get("reconstruction", 0)
+    picks = []
+    for _ in range(micro_batch):
+        use_triplet = triplets and (not reconstruction or rng.uniform() < triplet_fraction)
+        kind = "triplet" if use_triplet else "reconstruction"
+        picks.append((kind, int(rng.integers(counts[kind]))))
+    return picks
+
+
+def encode_latents(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """Scaled latents of targets in [-1, 1]; the KL autoencoder's mode (deterministic, so cached
+    and fresh latents are the same), or the tiny autoencoder's latents."""
+    out = vae.encode(pixels.to(vae.device, vae.dtype))
+    latents = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latents
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return (latents - shift) * vae.config.scaling_factor
+
+
+def condition(pipe, encoder, crops: torch.Tensor, captions: list[str], token: str) -> tuple[dict, torch.Tensor]:
+    """The UNet's conditioning for these crops and captions (the generate path), and the words."""
+    from ..conditioning import encode_prompt_with_identity
+
+    words = encoder(crops)  # (B, k, sum(dims))
+    towers = [w for w in encoder_split(encoder, words)]
+    embeds, pooled = [], []
+    for i, caption in enumerate(captions):
+        result = encode_prompt_with_identity(pipe, caption, [w[i:i + 1] for w in towers], token)
+        embeds.append(result.prompt_embeds)
+        if result.pooled_prompt_embeds is not None:
+            pooled.append(result.pooled_prompt_embeds)
+    kwargs = {"encoder_hidden_states": torch.cat(embeds)}
+    if pooled:
+        size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        time_ids = pipe._get_add_time_ids((size, size), (0, 0), (size, size), dtype=kwargs["encoder_hidden_states"].dtype,
+                                          text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
+        kwargs["added_cond_kwargs"] = {"text_embeds": torch.cat(pooled),
+                                       "time_ids": time_ids.to(crops.device).repeat(len(captions), 1)}
+    return kwargs, words
+
+
+def encoder_split(encoder, words):
+    module = getattr(encoder, "module", encoder)  # unwrapped under DDP
+    return module.split_words(words)
+
+
+def diffusion_target(scheduler, latents, noise, timesteps):
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    if scheduler.config.prediction_type != "epsilon":
+        raise InvalidArgumentError(f"the base predicts {scheduler.config.prediction_type!r}",
+                                   "faceid trains on epsilon and v-prediction bases")
+    return noise
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+def checkpoint_dirs(out: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = out / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / COMPLETE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def resolve_resume(out: Path, resume: str | None) -> Path | None:
+    if not resume:
+        return None
+    if resume == "latest":
+        found = checkpoint_dirs(out)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / COMPLETE).is_file():
+        raise InvalidArgumentError(f"--resume '{path}' is not a complete checkpoint",
+                                   f"use 'latest' or a folder under {out / CHECKPOINTS} with {COMPLETE}")
+    return path
+
+
+def save_checkpoint(accelerator, encoder, config: dict, out: Path, step: int, keep: int) -> Path:
+    """Write ``checkpoints/step-N`` under a temporary name, mark it complete, rename it into place,
+    then drop the oldest beyond ``keep``."""
+    final = out / CHECKPOINTS / f"step-{step:07d}"
+    partial = out / CHECKPOINTS / f".step-{step:07d}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    accelerator.save_state(str(partial / "state"), safe_serialization=True)
+    accelerator.unwrap_model(encoder).save_pretrained(partial / ENCODER_DIR)
+    (partial / "config.toml").write_text(dumps_toml(config), encoding="utf-8")
+    (partial / COMPLETE).write_text(json.dumps({"step": step}) + "\n", encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    for old in checkpoint_dirs(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# ---- the run -------------------------------------------------------------------------------------
+def train(config: dict, resume: str | None = None, on_step: Callable[[dict], None] | None = None,
+          on_note: Callable[[str], None] | None = None) -> TrainResult:
+    """Run (or resume) a training run as ``config`` says; returns where the final encoder is."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+
+    from ..conditioning import word_dims_of
+    from ..faces import load_analyzer
+    from ..faces.analyzer import AnalyzerOptions
+    from ..locks import hold_output_lock
+    from ..models.registry import load_pipeline, resolve_device, resolve_model
+    from . import data as training_data
+
+    note = on_note or (lambda message: None)
+    train_cfg, out_cfg, data_cfg = config["train"], config["output"], config["data"]
+    out = Path(out_cfg["dir"]).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    with hold_output_lock(out / METRICS, hint="another 'faceid train' writes this output folder; give this run "
+                                              "its own output.dir"):
+        device = resolve_device(train_cfg["device"])
+        accumulation = train_cfg["batch_size"] // train_cfg["micro_batch_size"]
+        accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=train_cfg["mixed_precision"],
+                                  cpu=device.type == "cpu", log_with=out_cfg["report_to"], project_dir=str(out))
+        processes = accelerator.num_processes
+        if accumulation % processes:
+            raise InvalidArgumentError(
+                f"train.batch_size {train_cfg['batch_size']} over {processes} processes of micro-batch "
+                f"{train_cfg['micro_batch_size']} does not divide", "pick sizes whose ratio is a multiple of the processes")
+        accumulation //= processes
+        set_seed(train_cfg["seed"])
+        seed = int(train_cfg["seed"])
+
+        pipe = load_pipeline(resolve_model(config["model"]["base"]), accelerator.device, torch.float32)
+        for module in (pipe.unet, pipe.vae, *[m for m in (getattr(pipe, "text_encoder", None),
+                                                          getattr(pipe, "text_encoder_2", None)) if m is not None]):
+            module.requires_grad_(False).eval()
+        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the base's own schedule
+        encoder = build_encoder_for(config, word_dims_of(pipe))
+        if train_cfg["gradient_checkpointing"]:
+            encoder.backbone.gradient_checkpointing = True
+        groups = trainable_parameters(encoder, config)
+        optimizer = torch.optim.AdamW(groups, weight_decay=train_cfg["weight_decay"])
+        lr_scheduler = get_scheduler("cosine" if train_cfg["lr_schedule"] == "cosine" else "constant_with_warmup",
+                                     optimizer, num_warmup_steps=train_cfg["lr_warmup_steps"],
+                                     num_training_steps=train_cfg["steps"])
+
+        # data: detect, align and cache once
+        analyzer = load_analyzer(data_cfg["face_backend"], AnalyzerOptions(model=config["model"]["base"]))
+        sources = [training_data.Source("reconstruction", p, p)
+                   for p in training_data.expand_photos(list(data_cfg["reconstruction"]))]
+        sources += training_data.read_triplets(list(data_cfg["triplets"]))
+        if not sources:
+            raise InvalidArgumentError("no training data", "set data.reconstruction (face photos) or data.triplets")
+        cache_dir = Path(data_cfg["cache_dir"] or out / "cache")
+        prepared = training_data.prepare(sources, analyzer, encoder.crop_size, encoder.crop_zoom,
+                                         data_cfg["resolution"], cache_dir)
+        summary = prepared.summary()
+        note(f"data: {summary['items']} items {summary['by_kind']}, skipped {sum(prepared.skipped.values())}"
+             + (f" ({', '.join(f'{n} {r}' for r, n in prepared.skipped.items())})" if prepared.skipped else ""))
+        if not prepared.items:
+            raise FaceIDError("no usable training item: every photo was skipped "
+                              f"({', '.join(f'{n} {r}' for r, n in prepared.skipped.items())})",
+                              "check the data paths and the face backend")
+        by_kind = {kind: [i for i, item in enumerate(prepared.items) if item["kind"] == kind]
+                   for kind in ("reconstruction", "triplet")}
+        counts = {kind: len(v) for kind, v in by_kind.items()}
+        dataset = training_data.TrainingSet(prepared.items, encoder.preprocess)
+        latent_cache: dict[int, torch.Tensor] = {}
+
+        encoder, optimizer, lr_scheduler = accelerator.prepare(encoder, optimizer, lr_scheduler)
+        start = 0
+        checkpoint = resolve_resume(out, resume)
+        if checkpoint is not None:
+            accelerator.load_state(str(checkpoint / "state"))
+            start = json.loads((checkpoint / COMPLETE).read_text())["step"]
+            note(f"resumed from {checkpoint} at step {start}")
+        elif resume and resume != "latest":
+            raise InvalidArgumentError(f"nothing to resume in {out}", "run without --resume")
+        if accelerator.is_main_process:
+            (out / "config.toml").write_text(dumps_toml(config), encoding="utf-8")
+            (out / "data.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+        token = "S*"
+        metrics: list[dict] = []
+        rank = accelerator.process_index
+        templates = list(data_cfg["templates"])
+        timer = time.perf_counter()
+        encoder.train()
+        if train_cfg["backbone"] == "frozen":
+            accelerator.unwrap_model(encoder).backbone.eval()
+        for step in range(start, train_cfg["steps"]):
+            totals = {"loss": 0.0, "diffusion": 0.0, "reg": 0.0, "word_norm": 0.0}
+            for micro in range(accumulation):
+                picks = batch_indices(seed, step, micro, counts, float(data_cfg["triplet_fraction"]), rank,
+                                      train_cfg["micro_batch_size"])
+                indices = [by_kind[kind][i] for kind, i in picks]
+                batch = [dataset[i] for i in indices]
+                crops = torch.stack([b["crop"] for b in batch]).to(accelerator.device)
+                caption_rng = np.random.default_rng([seed, step, micro, rank, 1])
+                captions = [training_data.caption_for(prepared.items[i], templates, caption_rng) for i in indices]
+                with torch.no_grad():
+                    latents = []
+                    for i, b in zip(indices, batch):
+                        if i not in latent_cache:
+                            value = encode_latents(pipe.vae, b["target"][None])[0]
+                            if data_cfg["cache_latents"]:
+                                latent_cache[i] = value
+                        else:
+                            value = latent_cache[i]
+                        latents.append(value)
+                    latents = torch.stack(latents)
+                generator = step_generator(seed, step * accumulation + micro, rank)
+                noise = torch.randn(latents.shape, generator=generator).to(latents)
+                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),),
+                                          generator=generator).to(latents.device)
+                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+                with accelerator.autocast():
+                    kwargs, words = condition(pipe, encoder, crops, captions, token)
+                    prediction = pipe.unet(noisy, timesteps, **kwargs).sample
+                target = diffusion_target(noise_scheduler, latents, noise, timesteps)
+                diffusion = torch.nn.functional.mse_loss(prediction.float(), target.float())
+                word_norms = words.float().norm(dim=-1)  # (B, k)
+                reg = word_norms.sum(dim=1).mean()
+                loss = diffusion + train_cfg["reg_weight"] * reg
+                accelerator.backward(loss / accumulation)
+                totals["loss"] += loss.item() / accumulation
+                totals["diffusion"] += diffusion.item() / accumulation
+                totals["reg"] += reg.item() / accumulation
+                totals["word_norm"] += word_norms.mean().item() / accumulation
+            if train_cfg["max_grad_norm"]:
+                accelerator.clip_grad_norm_(encoder.parameters(), train_cfg["max_grad_norm"])
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            elapsed = time.perf_counter() - timer
+            record = {"step": done, **{k: round(v, 6) for k, v in totals.items()},
+                      "lr": lr_scheduler.get_last_lr()[0], "steps_per_s": round((done - start) / max(elapsed, 1e-9), 4)}
+            metrics.append(record)
+            if accelerator.is_main_process and (done % out_cfg["log_every"] == 0 or done == train_cfg["steps"]):
+                with open(out / METRICS, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                if out_cfg["report_to"]:
+                    accelerator.log(record, step=done)
+            if on_step:
+                on_step(record)
+            if done % out_cfg["checkpoint_every"] == 0 or done == train_cfg["steps"]:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    save_checkpoint(accelerator, encoder, config, out, done, out_cfg["keep_checkpoints"])
+        accelerator.wait_for_everyone()
+        final = out / ENCODER_DIR
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(encoder)
+            unwrapped.save_pretrained(final)
+        accelerator.end_training()
+    return TrainResult(steps=train_cfg["steps"], encoder_dir=final, metrics=metrics, data=summary)
+
+
+def steps_per_epoch(items: int, batch_size: int) -> int:
+    return max(1, math.ceil(items / batch_size))

@@ -1,0 +1,157 @@
+"""`faceid train` on the tiny model with real photos: config, data, frozen parts, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from faceid_cli.train.config import load_config
+
+from .helpers import assert_one_line_error, parse_json, run_cli
+
+PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg", "biden2.jpg")
+
+
+def _config(tmp_path, faces_dir, **train):
+    photos = tmp_path / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        shutil.copy(faces_dir / name, photos / name)
+    overrides = {"steps": 4, "batch_size": 4, "micro_batch_size": 2, "learning_rate": 1e-3, "lr_warmup_steps": 0,
+                 **train}
+    return load_config(None, [
+        "model.base=tiny", "model.hidden_dim=64",
+        "model.backbone_config={image_size = 112, patch_size = 16, width = 32, depth = 4, num_heads = 2, "
+        "embedding_dim = 64}",
+        f'data.reconstruction=["{photos}"]', "data.resolution=64",
+        f'output.dir="{tmp_path / "run"}"', "output.checkpoint_every=2", "output.keep_checkpoints=2",
+        "output.log_every=1",
+        *(f"train.{k}={json.dumps(v)}" for k, v in overrides.items()),
+    ])
+
+
+def test_print_config_shows_the_papers_defaults():
+    result = run_cli("train", "--print-config")
+    assert result.exit_code == 0, result.stderr
+    config = tomllib.loads(result.stdout)
+    assert config["train"]["learning_rate"] == 5e-5 and config["train"]["batch_size"] == 64
+    assert config["train"]["steps"] == 60_000 and config["data"]["resolution"] == 512
+    assert config["model"]["num_words"] == 2 and config["train"]["reg_weight"] == 1e-4
+    assert config["model"]["base"] == "sd21-base"
+
+
+def test_set_overrides_and_the_printed_config_reads_back(tmp_path):
+    result = run_cli("train", "--print-config", "--set", "train.steps=7", "--set", "model.base=world")
+    config = tomllib.loads(result.stdout)
+    assert config["train"]["steps"] == 7 and config["model"]["base"] == "world"
+    saved = tmp_path / "c.toml"
+    saved.write_text(result.stdout)
+    assert load_config(saved) == load_config(None, ["train.steps=7", "model.base=world"])
+
+
+@pytest.mark.parametrize("text,name", [("[train]\nstepz = 3\n", "train.stepz"), ("[trian]\nsteps = 3\n", "trian"),
+                                       ("[model.backbone]\n", "model.backbone")])
+def test_an_unknown_key_fails_with_its_name(tmp_path, text, name):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert_one_line_error(run_cli("train", path, "--print-config"), 2, f"'{name}'")
+
+
+def test_bad_values_fail_before_any_work(tmp_path):
+    assert_one_line_error(run_cli("train", "--print-config", "--set", "train.batch_size=6"), 2, "multiple")
+    assert_one_line_error(run_cli("train", "--print-config", "--set", "train.backbone=some"), 2, "last:N")
+
+
+def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen(tmp_path, faces_dir, monkeypatch):
+    from faceid_cli.models import registry
+    from faceid_cli.train import loop
+
+    seen = {}
+    original = registry.load_pipeline
+
+    def recording(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        seen["pipe"] = pipe
+        seen["before"] = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()}
+                          for name in ("unet", "vae", "text_encoder")}
+        return pipe
+
+    monkeypatch.setattr(registry, "load_pipeline", recording)
+    config = _config(tmp_path, faces_dir)
+    result = loop.train(config)
+    for name, before in seen["before"].items():
+        after = getattr(seen["pipe"], name).state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), f"{name} changed"
+    out = tmp_path / "run"
+    steps = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert steps == ["step-0000002", "step-0000004"]
+    for step in steps:
+        folder = out / "checkpoints" / step
+        assert (folder / "complete.json").is_file() and (folder / "encoder" / "model.safetensors").is_file()
+        assert tomllib.loads((folder / "config.toml").read_text())["train"]["steps"] == 4
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert result.data["items"] == 4
+    # the trained encoder's words differ from the untrained one's, and generate takes it
+    trained = out / "checkpoints" / "step-0000004" / "encoder"
+    images = {}
+    for label, extra in (("trained", ("--encoder", trained)), ("random", ())):
+        done = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--steps", "2", "--seed", "1", "--json",
+                       "-o", tmp_path / label, *extra)
+        assert done.exit_code == 0, done.stderr
+        with Image.open(parse_json(done)["images"][0]) as image:
+            images[label] = np.asarray(image).astype(int)
+    assert np.abs(images["trained"] - images["random"]).mean() > 0.5
+
+
+def test_resume_after_an_interruption_ends_bit_identical(tmp_path, faces_dir):
+    from faceid_cli.train import loop
+
+    whole = loop.train(_config(tmp_path / "a", faces_dir))
+
+    def interrupt(record):
+        if record["step"] == 3:  # the step-2 checkpoint is complete; step 3 is lost
+            raise KeyboardInterrupt
+
+    config = _config(tmp_path / "b", faces_dir)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(config, on_step=interrupt)
+    assert [p.name for p in loop.checkpoint_dirs(tmp_path / "b" / "run")] == ["step-0000002"]
+    resumed = loop.train(config, resume="latest")
+    first, second = load_file(str(whole.encoder_dir / "model.safetensors")), load_file(
+        str(resumed.encoder_dir / "model.safetensors"))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert [m["loss"] for m in whole.metrics[2:]] == [m["loss"] for m in resumed.metrics]
+
+
+def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed(tmp_path, faces_dir):
+    from faceid_cli.train import loop
+
+    config = _config(tmp_path, faces_dir, steps=2)
+    loop.train(config)
+    out = tmp_path / "run"
+    half = out / "checkpoints" / "step-0000009"
+    shutil.copytree(out / "checkpoints" / "step-0000002", half)
+    (half / "complete.json").unlink()  # what a kill during saving leaves
+    assert [p.name for p in loop.checkpoint_dirs(out)] == ["step-0000002"]
+
+
+def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_dir):
+    from faceid_cli.train import loop
+
+    config = _config(tmp_path, faces_dir, steps=1)
+    photos = tmp_path / "photos"
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "fake.png").write_text("not an image")
+    Image.new("RGB", (200, 200), (120, 130, 140)).save(photos / "wall.png")
+    result = loop.train(config)
+    assert result.data["items"] == len(PHOTOS)
+    assert result.data["skipped"] == {"unreadable image": 2, "no face found": 1}
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["skipped"]["no face found"] == 1
