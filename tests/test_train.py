@@ -19,7 +19,7 @@ from .helpers import assert_one_line_error, parse_json, run_cli
 PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg", "biden2.jpg")
 
 
-def _config(tmp_path, faces_dir, **train):
+def _config(tmp_path, faces_dir, extra=(), **train):
     photos = tmp_path / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     for name in PHOTOS:
@@ -33,7 +33,7 @@ def _config(tmp_path, faces_dir, **train):
         f'data.reconstruction=["{photos}"]', "data.resolution=64",
         f'output.dir="{tmp_path / "run"}"', "output.checkpoint_every=2", "output.keep_checkpoints=2",
         "output.log_every=1",
-        *(f"train.{k}={json.dumps(v)}" for k, v in overrides.items()),
+        *(f"train.{k}={json.dumps(v)}" for k, v in overrides.items()), *extra,
     ])
 
 
@@ -84,7 +84,9 @@ def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen
         return pipe
 
     monkeypatch.setattr(registry, "load_pipeline", recording)
-    config = _config(tmp_path, faces_dir)
+    validation = f'[{{face = "{faces_dir / "biden.jpg"}", prompt = "S* as a chef"}}]'
+    config = _config(tmp_path, faces_dir, extra=[f"output.validation={validation}", "output.validate_every=2",
+                                                 "output.validation_steps=2"])
     result = loop.train(config)
     for name, before in seen["before"].items():
         after = getattr(seen["pipe"], name).state_dict()
@@ -98,6 +100,11 @@ def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen
         assert tomllib.loads((folder / "config.toml").read_text())["train"]["steps"] == 4
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     assert result.data["items"] == 4
+    for step in (2, 4):  # a contact sheet per validation step: reference, then the generation
+        with Image.open(out / "validation" / f"step-{step:07d}.png") as sheet:
+            assert sheet.width > 2 * 192
+    with Image.open(out / "loss.png") as plot:
+        assert plot.size == (720, 360) and len(np.unique(np.asarray(plot).reshape(-1, 3), axis=0)) > 3
     # the trained encoder's words differ from the untrained one's, and generate takes it
     trained = out / "checkpoints" / "step-0000004" / "encoder"
     images = {}

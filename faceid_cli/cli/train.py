@@ -51,8 +51,13 @@ def train(
     from ..train.loop import train as run
 
     human = not json_output
+
+    def show(record: dict, advance) -> None:
+        advance(f"loss {record['loss']:.4f}  {record['steps_per_s']:.2f} steps/s")
+
     with progress_bar("Training", total=config["train"]["steps"], enabled=human) as advance:
-        result = run(config, resume=resume, on_step=lambda record: advance(), on_note=note if human else None)
+        result = run(config, resume=resume, on_step=lambda record: show(record, advance),
+                     on_note=note if human else None)
     last = result.metrics[-1] if result.metrics else {}
     if json_output:
         print_json({"encoder": str(result.encoder_dir), "steps": result.steps, "data": result.data, "last": last})

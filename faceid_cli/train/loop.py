@@ -20,7 +20,6 @@ written last: a folder without it (a run killed while saving) is never resumed f
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -254,6 +253,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     from ..locks import hold_output_lock
     from ..models.registry import load_pipeline, resolve_device, resolve_model
     from . import data as training_data
+    from . import report
 
     note = on_note or (lambda message: None)
     train_cfg, out_cfg, data_cfg = config["train"], config["output"], config["data"]
@@ -323,6 +323,11 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         if accelerator.is_main_process:
             (out / "config.toml").write_text(dumps_toml(config), encoding="utf-8")
             (out / "data.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if out_cfg["report_to"]:
+            _check_tracker(out_cfg["report_to"])
+            accelerator.init_trackers("faceid-train", config=_flat(config))
+        validation = [_validation_pair(pair) for pair in out_cfg["validation"]]
+        history = _read_metrics(out / METRICS, start) if start else []
 
         token = "S*"
         metrics: list[dict] = []
@@ -384,8 +389,15 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
             if accelerator.is_main_process and (done % out_cfg["log_every"] == 0 or done == train_cfg["steps"]):
                 with open(out / METRICS, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record) + "\n")
+                history.append(record)
+                report.loss_plot(history, out / "loss.png")
                 if out_cfg["report_to"]:
                     accelerator.log(record, step=done)
+            if validation and accelerator.is_main_process and (
+                    done % out_cfg["validate_every"] == 0 or done == train_cfg["steps"]):
+                report.validation_sheet(pipe, accelerator.unwrap_model(encoder), analyzer, validation, done,
+                                        out / "validation" / f"step-{done:07d}.png", steps=out_cfg["validation_steps"],
+                                        seed=seed, model_name=config["model"]["base"])
             if on_step:
                 on_step(record)
             if done % out_cfg["checkpoint_every"] == 0 or done == train_cfg["steps"]:
@@ -401,5 +413,44 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     return TrainResult(steps=train_cfg["steps"], encoder_dir=final, metrics=metrics, data=summary)
 
 
-def steps_per_epoch(items: int, batch_size: int) -> int:
-    return max(1, math.ceil(items / batch_size))
+def _read_metrics(path: Path, upto: int) -> list[dict]:
+    """The metrics a resumed run had written before its checkpoint (later lines are dropped, and
+    the file is rewritten so it holds each step once)."""
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= upto:
+            kept.append(record)
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    return kept
+
+
+def _validation_pair(pair) -> dict:
+    if not isinstance(pair, dict) or set(pair) != {"face", "prompt"}:
+        raise InvalidArgumentError(f"output.validation entry {pair!r}", 'use {face = "photo.jpg", prompt = "S* ..."}')
+    if not Path(pair["face"]).expanduser().is_file():
+        raise InvalidArgumentError(f"validation face '{pair['face']}' not found", "fix output.validation")
+    return {"face": str(Path(pair["face"]).expanduser()), "prompt": pair["prompt"]}
+
+
+def _check_tracker(name: str) -> None:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "wandb": "wandb"}[name]
+    if importlib.util.find_spec(module) is None:
+        raise InvalidArgumentError(f"output.report_to = {name!r} but {module} is not installed",
+                                   f"pip install {module}, or leave report_to unset")
+
+
+def _flat(config: dict) -> dict:
+    """Trackers take flat scalars: section.key → value (lists as text)."""
+    flat = {}
+    for section, values in config.items():
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return flat
