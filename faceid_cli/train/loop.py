@@ -85,6 +85,10 @@ def _backbone(model: dict) -> tuple[dict, dict | None]:
     config = dict(model["backbone_config"])
     if not path:
         return config, None
+    if str(path).startswith("world:"):  # a model of the miniature world, wherever faceid keeps it
+        from ..world import component_path
+
+        path = component_path(str(path)[len("world:"):])
     path = Path(path).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():
