@@ -142,13 +142,15 @@ def word_dims_of(pipe) -> tuple[int, ...]:
 
 
 def encode_prompt_with_identity(
-    pipe, prompt: str, words: list[torch.Tensor], token: str = DEFAULT_IDENTITY_TOKEN
+    pipe, prompt: str | list[str], words: list[torch.Tensor], token: str = DEFAULT_IDENTITY_TOKEN
 ) -> PromptEmbeds:
     """``prompt_embeds`` (and SDXL's pooled embeddings) for ``prompt`` with ``S*`` = ``words``.
 
-    ``words``: one (k, D_i) or (B, k, D_i) tensor per text encoder. Mirrors diffusers'
-    ``encode_prompt``: SD takes the last hidden state; SDXL the penultimate hidden state of both
-    towers, concatenated, and the projected pooled output of the second.
+    ``words``: one (k, D_i) or (B, k, D_i) tensor per text encoder. ``prompt``: one prompt for
+    every row of ``words``, or a list with one prompt per row (training batches mix captions; each
+    text encoder still runs once). Mirrors diffusers' ``encode_prompt``: SD takes the last hidden
+    state; SDXL the penultimate hidden state of both towers, concatenated, and the projected pooled
+    output of the second.
     """
     towers = text_towers(pipe)
     if len(words) != len(towers):
@@ -161,11 +163,16 @@ def encode_prompt_with_identity(
     for (tokenizer, encoder), tower_words in zip(towers, words):
         if tower_words.ndim == 2:
             tower_words = tower_words[None]
-        tokens = tokenize_with_identity(tokenizer, prompt, tower_words.shape[1], token)
-        truncated |= tokens.truncated
+        rows = tower_words.shape[0]
+        prompts = [prompt] * rows if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != rows:
+            raise InvalidArgumentError(f"{len(prompts)} prompts for {rows} rows of identity words",
+                                       "give one prompt, or one per row")
+        tokens = [tokenize_with_identity(tokenizer, text, tower_words.shape[1], token) for text in prompts]
+        truncated |= any(t.truncated for t in tokens)
         device = encoder.device
-        ids = tokens.input_ids[None].expand(tower_words.shape[0], -1).to(device)
-        slots = tokens.slots[None].expand(tower_words.shape[0], -1)
+        ids = torch.stack([t.input_ids for t in tokens]).to(device)
+        slots = torch.stack([t.slots for t in tokens])
         with injected_words(encoder, slots, tower_words):
             output = encoder(ids, output_hidden_states=is_xl)
         if is_xl:
@@ -175,7 +182,7 @@ def encode_prompt_with_identity(
         else:
             hidden.append(output[0])
     if truncated:
-        logger.warning("the prompt is longer than %d tokens and was truncated: %r",
+        logger.warning("a prompt is longer than %d tokens and was truncated: %r",
                        towers[0][0].model_max_length, prompt)
     dtype = towers[-1][1].dtype
     return PromptEmbeds(torch.cat(hidden, dim=-1).to(dtype), pooled, truncated)

@@ -167,3 +167,20 @@ def test_prompt_checks():
 def test_word_dims(tiny_sd, tiny_sdxl):
     assert word_dims_of(tiny_sd) == (32,)
     assert word_dims_of(tiny_sdxl) == (32, 32)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_sd", "tiny_sdxl"])
+def test_a_list_of_prompts_equals_one_call_per_prompt(fixture, request):
+    pipe = request.getfixturevalue(fixture)
+    dims = word_dims_of(pipe)
+    torch.manual_seed(0)
+    words = [torch.randn(3, 2, d) for d in dims]
+    prompts = ["a photo of S*", "S* wearing a red hat, green background", "oil painting of S* as a chef"]
+    batched = encode_prompt_with_identity(pipe, prompts, words)
+    for i, prompt in enumerate(prompts):
+        alone = encode_prompt_with_identity(pipe, prompt, [w[i] for w in words])
+        assert torch.allclose(batched.prompt_embeds[i:i + 1], alone.prompt_embeds, atol=1e-6)
+        if alone.pooled_prompt_embeds is not None:
+            assert torch.allclose(batched.pooled_prompt_embeds[i:i + 1], alone.pooled_prompt_embeds, atol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="2 prompts for 3 rows"):
+        encode_prompt_with_identity(pipe, prompts[:2], words)

@@ -168,19 +168,13 @@ def condition(pipe, encoder, crops: torch.Tensor, captions: list[str], token: st
     from ..conditioning import encode_prompt_with_identity
 
     words = encoder(crops)  # (B, k, sum(dims))
-    towers = [w for w in encoder_split(encoder, words)]
-    embeds, pooled = [], []
-    for i, caption in enumerate(captions):
-        result = encode_prompt_with_identity(pipe, caption, [w[i:i + 1] for w in towers], token)
-        embeds.append(result.prompt_embeds)
-        if result.pooled_prompt_embeds is not None:
-            pooled.append(result.pooled_prompt_embeds)
-    kwargs = {"encoder_hidden_states": torch.cat(embeds)}
-    if pooled:
+    result = encode_prompt_with_identity(pipe, list(captions), encoder_split(encoder, words), token)
+    kwargs = {"encoder_hidden_states": result.prompt_embeds}
+    if result.pooled_prompt_embeds is not None:
         size = pipe.unet.config.sample_size * pipe.vae_scale_factor
         time_ids = pipe._get_add_time_ids((size, size), (0, 0), (size, size), dtype=kwargs["encoder_hidden_states"].dtype,
                                           text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
-        kwargs["added_cond_kwargs"] = {"text_embeds": torch.cat(pooled),
+        kwargs["added_cond_kwargs"] = {"text_embeds": result.pooled_prompt_embeds,
                                        "time_ids": time_ids.to(crops.device).repeat(len(captions), 1)}
     return kwargs, words
 
