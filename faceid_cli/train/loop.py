@@ -184,6 +184,24 @@ def encoder_split(encoder, words):
     return module.split_words(words)
 
 
+def training_loss(pipe, encoder, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],
+                  generator: torch.Generator, reg_weight: float, token: str = "S*"):
+    """One micro-batch's objective: diffusion MSE through the words + ``reg_weight``·Σ‖s_i‖.
+
+    Returns (loss, diffusion term, Σ‖s_i‖ averaged over the batch, per-word norms (B, k))."""
+    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),),
+                              generator=generator).to(latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    kwargs, words = condition(pipe, encoder, crops, captions, token)
+    prediction = pipe.unet(noisy, timesteps, **kwargs).sample
+    target = diffusion_target(noise_scheduler, latents, noise, timesteps)
+    diffusion = torch.nn.functional.mse_loss(prediction.float(), target.float())
+    word_norms = words.float().norm(dim=-1)
+    reg = word_norms.sum(dim=1).mean()
+    return diffusion + reg_weight * reg, diffusion, reg, word_norms
+
+
 def diffusion_target(scheduler, latents, noise, timesteps):
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(latents, noise, timesteps)
@@ -357,18 +375,9 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                         latents.append(value)
                     latents = torch.stack(latents)
                 generator = step_generator(seed, step * accumulation + micro, rank)
-                noise = torch.randn(latents.shape, generator=generator).to(latents)
-                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),),
-                                          generator=generator).to(latents.device)
-                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
                 with accelerator.autocast():
-                    kwargs, words = condition(pipe, encoder, crops, captions, token)
-                    prediction = pipe.unet(noisy, timesteps, **kwargs).sample
-                target = diffusion_target(noise_scheduler, latents, noise, timesteps)
-                diffusion = torch.nn.functional.mse_loss(prediction.float(), target.float())
-                word_norms = words.float().norm(dim=-1)  # (B, k)
-                reg = word_norms.sum(dim=1).mean()
-                loss = diffusion + train_cfg["reg_weight"] * reg
+                    loss, diffusion, reg, word_norms = training_loss(pipe, encoder, noise_scheduler, crops, latents,
+                                                                     captions, generator, train_cfg["reg_weight"], token)
                 accelerator.backward(loss / accumulation)
                 totals["loss"] += loss.item() / accumulation
                 totals["diffusion"] += diffusion.item() / accumulation
