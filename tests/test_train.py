@@ -66,6 +66,7 @@ def test_an_unknown_key_fails_with_its_name(tmp_path, text, name):
 
 def test_bad_values_fail_before_any_work(tmp_path):
     assert_one_line_error(run_cli("train", "--print-config", "--set", "train.batch_size=6"), 2, "multiple")
+    assert_one_line_error(run_cli("train", "--print-config", "--report-to", "mlflow"), 2, "report_to")
     assert_one_line_error(run_cli("train", "--print-config", "--set", "train.backbone=some"), 2, "last:N")
 
 
@@ -173,3 +174,71 @@ def test_the_shipped_configs_load(name):
     if name != "world":  # the paper's numbers
         assert config["train"]["learning_rate"] == 5e-5 and config["train"]["batch_size"] == 64
         assert config["train"]["steps"] == 60_000
+
+
+def _tiny_encoder(backbone="frozen", features="multi-scale", backbone_path=None):
+    from faceid_cli.train.loop import build_encoder_for, trainable_parameters
+
+    overrides = ["model.hidden_dim=32", f"train.backbone={backbone}", f"model.features={features}",
+                 "model.backbone_config={image_size = 112, patch_size = 16, width = 32, depth = 4, num_heads = 2, "
+                 "embedding_dim = 64}"]
+    if backbone_path:
+        overrides.append(f'model.backbone="{backbone_path}"')
+    config = load_config(None, overrides)
+    torch.manual_seed(0)
+    encoder = build_encoder_for(config, (32,))
+    return encoder, trainable_parameters(encoder, config)
+
+
+def test_the_backbone_trains_only_as_asked():
+    encoder, groups = _tiny_encoder("last:1")
+    trained = {name for name, p in encoder.named_parameters() if p.requires_grad}
+    assert any(n.startswith("backbone.blocks.3.") for n in trained)
+    assert not any(n.startswith(("backbone.blocks.0.", "backbone.blocks.2.", "backbone.patch_embed")) for n in trained)
+    assert [g["name"] for g in groups] == ["heads", "backbone"]
+    frozen, groups = _tiny_encoder("frozen")
+    assert not any(p.requires_grad for p in frozen.backbone.parameters()) and len(groups) == 1
+    everything, _ = _tiny_encoder("all")
+    assert all(p.requires_grad for p in everything.backbone.parameters())
+    with pytest.raises(Exception, match="has 4 blocks"):
+        _tiny_encoder("last:9")
+
+
+def test_last_layer_features_are_the_identity_embedding_only():
+    multi, _ = _tiny_encoder()
+    last, _ = _tiny_encoder(features="last")
+    pixels = torch.rand(2, 3, 112, 112)
+    assert last.features(pixels).shape == (2, 64)
+    assert multi.features(pixels).shape[1] > 64
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    encoder, _ = _tiny_encoder("all")
+    pixels = torch.rand(2, 3, 112, 112)
+    grads = []
+    for checkpointing in (False, True):
+        encoder.zero_grad()
+        encoder.backbone.gradient_checkpointing = checkpointing
+        encoder(pixels).square().sum().backward()
+        grads.append([p.grad.clone() for p in encoder.backbone.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_a_backbone_that_does_not_fit_names_its_keys(tmp_path):
+    from safetensors.torch import save_file
+
+    encoder, _ = _tiny_encoder()
+    state = {k: v.clone() for k, v in encoder.backbone.state_dict().items()}
+    state["blocks.9.attn.qkv.weight"] = torch.zeros(3)
+    del state["norm.weight"]
+    path = tmp_path / "vit.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(Exception) as caught:
+        _tiny_encoder(backbone_path=path)
+    assert "blocks.9.attn.qkv.weight" in str(caught.value) and "norm.weight" in str(caught.value)
+    good = tmp_path / "good.safetensors"
+    save_file({k: v.clone() for k, v in encoder.backbone.state_dict().items()}, str(good))
+    loaded, _ = _tiny_encoder(backbone_path=good)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.backbone.state_dict().values(),
+                                                  encoder.backbone.state_dict().values()))

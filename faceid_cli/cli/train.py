@@ -25,6 +25,9 @@ def train(
     resume: Annotated[str | None, typer.Option("--resume", metavar="latest|CHECKPOINT",
                                                help="Continue from the newest complete checkpoint in the "
                                                "output folder, or from the one given.")] = None,
+    report_to: Annotated[str | None, typer.Option("--report-to", metavar="tensorboard|wandb",
+                                                  help="Also log metrics there (output.report_to; the "
+                                                  "package must be installed).")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config (the "
                                                 "defaults, the file and --set applied) and exit.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document at the end (metrics on "
@@ -44,6 +47,8 @@ def train(
     overrides = list(set_ or [])
     if output is not None:
         overrides.append(f'output.dir="{output}"')
+    if report_to is not None:
+        overrides.append(f'output.report_to="{report_to}"')
     config = load_config(config_file, overrides)
     if print_config:
         typer.echo(dumps_toml(config), nl=False)
