@@ -1,0 +1,55 @@
+"""The evaluation metrics on known inputs: real photos with dlib, a faceless picture, bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceid_cli.evaluate.metrics import bootstrap_mean, face_similarity, reference_embedding, summarise
+from faceid_cli.images import load_image
+
+
+def test_a_photo_against_itself_scores_one(faces_dir, dlib_analyzer):
+    photo = load_image(faces_dir / "obama.jpg")
+    reference = reference_embedding(dlib_analyzer, photo)
+    assert face_similarity(dlib_analyzer, photo, reference) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_same_person_pairs_score_above_cross_pairs(faces_dir, dlib_analyzer):
+    people = {"obama": ("obama.jpg", "obama2.jpg"), "biden": ("biden.jpg", "biden2.jpg"),
+              "kit": ("kit_harington1.jpeg", "kit_harington2.jpeg")}
+    refs = {name: reference_embedding(dlib_analyzer, load_image(faces_dir / files[0])) for name, files in people.items()}
+    same, cross = [], []
+    for name, files in people.items():
+        other = load_image(faces_dir / files[1])
+        for ref_name, ref in refs.items():
+            (same if ref_name == name else cross).append(face_similarity(dlib_analyzer, other, ref))
+    assert min(same) > max(cross)
+
+
+def test_an_image_without_a_face_counts_in_the_no_face_rate(faces_dir, dlib_analyzer):
+    reference = reference_embedding(dlib_analyzer, load_image(faces_dir / "obama.jpg"))
+    wall = Image.new("RGB", (256, 256), (128, 128, 128))
+    assert face_similarity(dlib_analyzer, wall, reference) is None
+    rows = [{"method": "m2", "face_similarity": 0.8, "text_alignment": 0.3},
+            {"method": "m2", "face_similarity": None, "text_alignment": 0.2},
+            {"method": "none", "face_similarity": 0.1, "text_alignment": 0.25}]
+    table = {entry["method"]: entry for entry in summarise(rows, "method")}
+    assert table["m2"]["no_face_rate"] == 0.5 and table["m2"]["images"] == 2
+    assert table["m2"]["face_similarity"]["mean"] == pytest.approx(0.8)
+    assert table["m2"]["face_similarity_strict"]["mean"] == pytest.approx(0.4)
+    assert table["m2"]["text_alignment"]["mean"] == pytest.approx(0.25)
+    assert table["none"]["no_face_rate"] == 0.0
+
+
+def test_bootstrap_intervals_cover_the_mean_and_shrink_with_more_data():
+    rng = np.random.default_rng(0)
+    small = rng.normal(0.5, 0.1, 20)
+    large = rng.normal(0.5, 0.1, 2000)
+    mean, low, high = bootstrap_mean(small)
+    assert low < mean < high and mean == pytest.approx(small.mean())
+    _, low_l, high_l = bootstrap_mean(large)
+    assert high_l - low_l < (high - low) / 5
+    assert bootstrap_mean(small, seed=3) == bootstrap_mean(small, seed=3)
+    assert np.isnan(bootstrap_mean([])[0]) and bootstrap_mean([0.7]) == (0.7, 0.7, 0.7)
