@@ -53,3 +53,28 @@ def test_bootstrap_intervals_cover_the_mean_and_shrink_with_more_data():
     assert high_l - low_l < (high - low) / 5
     assert bootstrap_mean(small, seed=3) == bootstrap_mean(small, seed=3)
     assert np.isnan(bootstrap_mean([])[0]) and bootstrap_mean([0.7]) == (0.7, 0.7, 0.7)
+
+
+def test_reports_write_the_table_csv_json_scores_and_plot(tmp_path):
+    import csv
+    import json
+
+    from faceid_cli.evaluate.report import scatter_plot, table_rows, write_reports
+
+    rng = np.random.default_rng(1)
+    rows = [{"method": method, "face_similarity": None if i == 0 and method == "m2" else float(rng.uniform(*span)),
+             "text_alignment": float(rng.uniform(0.2, 0.3)), "prompt": "S* as a chef", "seed": i}
+            for method, span in (("m2", (0.5, 0.8)), ("none", (0.0, 0.2))) for i in range(10)]
+    summary = summarise(rows, "method")
+    paths = write_reports(tmp_path, rows, {"method": summary}, "method")
+    assert len(paths["scores"].read_text().splitlines()) == 20
+    table = list(csv.DictReader(paths["csv"].open()))
+    assert [r["method"] for r in table] == ["m2", "none"] and float(table[0]["no_face_rate"]) == pytest.approx(0.1)
+    assert json.loads(paths["json"].read_text())["method"][1]["images"] == 10
+    printed = table_rows(summary, "method")
+    assert printed[0][0] == "m2" and "[" in printed[0][2] and printed[0][4] == "0.100"
+    plot = scatter_plot(rows, "method", tmp_path / "scatter.png")
+    pixels = np.asarray(Image.open(plot))
+    red = ((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum()
+    blue = ((pixels[..., 2] > 180) & (pixels[..., 0] < 80)).sum()
+    assert red > 50 and blue > 50  # both methods' points and means are drawn
