@@ -28,6 +28,10 @@ READABLE_FORMATS = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 _HAS_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
 
 
+#: the file endings faceid takes for images when it looks through a folder
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
 def default_max_pixels() -> int:
     """The pixel limit: ``$FACEID_MAX_PIXELS`` if set, else 50 megapixels."""
     raw = os.environ.get(MAX_PIXELS_ENV)

@@ -16,12 +16,23 @@ PALETTE = ((200, 50, 50), (40, 100, 200), (40, 150, 60), (210, 140, 20), (140, 6
            (120, 120, 120), (200, 80, 160))
 
 
+def json_safe(value):
+    """The same document with NaN (a mean over no values) as null: strict JSON readers refuse NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def table_rows(summary: Sequence[dict], key: str) -> list[list[str]]:
     """Rows of the paper's Table 1: name, text alignment, face similarity, strict face similarity,
     no-face rate, encode time; means with their 95% intervals."""
 
     def interval(figure: dict) -> str:
-        if figure["mean"] != figure["mean"]:  # NaN: no value
+        if figure["mean"] is None or figure["mean"] != figure["mean"]:  # NaN: no value
             return "-"
         return f"{figure['mean']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
 
@@ -58,9 +69,10 @@ def write_reports(out: Path, rows: Sequence[dict], summaries: dict[str, list[dic
     out.mkdir(parents=True, exist_ok=True)
     paths = {"scores": out / "scores.jsonl", "json": out / "results.json", "csv": out / "results.csv"}
     with atomic_output(paths["scores"]) as tmp:
-        tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
+        tmp.write_text("".join(json.dumps(json_safe(row), sort_keys=True) + "\n" for row in rows), encoding="utf-8")
     with atomic_output(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(summaries, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(json_safe(summaries), indent=2, sort_keys=True, allow_nan=False) + "\n",
+                       encoding="utf-8")
     with atomic_output(paths["csv"]) as tmp:
         tmp.write_text(csv_text(summaries[key], key), encoding="utf-8")
     return paths

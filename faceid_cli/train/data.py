@@ -29,8 +29,8 @@ import torch
 from PIL import Image
 
 from ..errors import FaceIDError, InvalidArgumentError
+from ..images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 INDEX_NAME = "index.jsonl"
 
 

@@ -1,0 +1,274 @@
+"""``faceid evaluate``: generate n images per (face, prompt) for each method or checkpoint with the
+same seeds, score them, and write the reports.
+
+Generation goes through ``batch``'s machinery (``BatchRunner``, its manifest, resume and shards):
+the images land in ``OUT/images`` as ``VARIANT/FACE/pJ-SEED.png`` with their sidecars, and a killed
+evaluation re-run does only what is missing. A sharded run (``--shard I/N``) generates its part
+and stops; the same command without ``--shard`` then finds every image on disk, generates nothing,
+and scores and reports them all (the merge step).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InvalidArgumentError
+
+IMAGES = "images"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One column of the comparison: a method, with an encoder checkpoint for the trained ones."""
+
+    label: str
+    method: str
+    encoder: str | None = None
+
+
+def variants_from(methods: list[str], encoders: list[str]) -> list[Variant]:
+    """Several ``--method`` values are compared side by side; several ``--encoder`` checkpoints
+    each make an ``m2`` column labelled by the checkpoint's folder."""
+    methods = list(dict.fromkeys(methods or ["m2"]))
+    encoders = list(dict.fromkeys(encoders or []))
+    variants = []
+    for method in methods:
+        if method != "none" and len(encoders) > 1:
+            for encoder in encoders:
+                variants.append(Variant(f"{method}@{_slug(Path(encoder).name or encoder)}", method, encoder))
+        else:
+            variants.append(Variant(method, method, encoders[0] if encoders and method != "none" else None))
+    return variants
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+def image_seed(seed: int, face_index: int, prompt_index: int, count: int, prompts: int) -> int:
+    """The first seed of a (face, prompt): the same in every variant, so columns compare."""
+    return seed + (face_index * prompts + prompt_index) * count
+
+
+def evaluation_jobs(faces: list[Path], prompts: list[str], variants: list[Variant], *, num_images: int, seed: int,
+                    settings: dict) -> tuple[list, dict[str, dict]]:
+    """batch jobs, and what each job means (variant, face, prompt) for the scoring."""
+    from ..jobs import Job
+
+    jobs, meaning = [], {}
+    stems = _face_stems(faces)
+    for variant in variants:
+        for f, face in enumerate(faces):
+            for p, prompt in enumerate(prompts):
+                name = f"{_slug(variant.label)}/{stems[f]}/p{p:02d}"
+                job_settings = {**settings, "method": variant.method, "num_images": num_images,
+                                "seed": image_seed(seed, f, p, num_images, len(prompts))}
+                if variant.encoder:
+                    job_settings["encoder"] = variant.encoder
+                jobs.append(Job(index=len(jobs), line=0, name=name, faces=(str(face),), prompts=(prompt,),
+                                settings=job_settings))
+                meaning[name] = {"variant": variant.label, "method": variant.method, "encoder": variant.encoder,
+                                 "face": str(face),
+                                 "face_index": f, "prompt": prompt, "prompt_index": p}
+    return jobs, meaning
+
+
+def _face_stems(faces: list[Path]) -> list[str]:
+    stems, seen = [], {}
+    for face in faces:
+        stem = _slug(face.stem)
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+@dataclass
+class EvaluationResult:
+    rows: list[dict]
+    summaries: dict[str, list[dict]]
+    paths: dict[str, Path] = field(default_factory=dict)
+    generated: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    scored: bool = True
+
+
+def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: list[Variant], *, model: str,
+                   num_images: int = 4, seed: int = 0, steps: int = 30, guidance: float = 7.5,
+                   backend: str = "auto", analyzer_options=None, clip: str | None = None, neutral: str = "a person",
+                   shard: tuple[int, int] = (0, 1), batch_size: int = 4, device: str = "auto", dtype: str = "auto",
+                   on_step=None, on_note=None) -> EvaluationResult:
+    """Generate what is missing, then (unless sharded) score every image and write the reports."""
+    from ..batch import BatchRunner, Manifest, manifest_name, plan, prepare_resume
+    from ..faces.analyzer import AnalyzerOptions
+    from ..jobs import shard_jobs
+    from ..locks import hold_output_lock
+    from ..names import GENERATION_DEFAULTS
+    from ..pipeline_faceid import FaceIDPipeline
+
+    if not faces or not prompts or not variants:
+        raise InvalidArgumentError("nothing to evaluate", "give --faces, --prompts and at least one --method")
+    note = on_note or (lambda message: None)
+    out = Path(out)
+    images_dir = out / IMAGES
+    options = analyzer_options or AnalyzerOptions(model=model)
+    settings = {"model": model, "steps": steps, "guidance": guidance}
+    jobs, meaning = evaluation_jobs(faces, prompts, variants, num_images=num_images, seed=seed, settings=settings)
+    mine, items = plan(shard_jobs(jobs, *shard))
+    images_dir.mkdir(parents=True, exist_ok=True)
+    encode_seconds: dict[tuple, float] = {}
+
+    class TimedRunner(BatchRunner):
+        """batch's runner, timing each identity's encoding (the paper's third column)."""
+
+        def _identity(self, pipeline, item):
+            key = (pipeline.method, self.setting(item.job, "encoder"), item.job.faces)
+            started = time.perf_counter()
+            identity = super()._identity(pipeline, item)
+            if key not in encode_seconds and pipeline.method != "none":
+                encode_seconds[key] = time.perf_counter() - started
+            return identity
+
+    def load_pipeline(**kwargs):
+        return FaceIDPipeline.from_model(kwargs["model"], encoder=kwargs["encoder"], method=kwargs["method"],
+                                         device=device, dtype=dtype, face_backend=backend, analyzer_options=options,
+                                         identity_token=kwargs["identity_token"])
+
+    manifest_path = images_dir / manifest_name(shard)
+    defaults = {**GENERATION_DEFAULTS, "encoder": None, "height": None, "width": None, "face_index": 0}
+    with hold_output_lock(manifest_path, hint="another 'faceid evaluate' writes this folder; wait for it, or "
+                                              "split the work with --shard I/N"):
+        manifest = Manifest(manifest_path)
+        pending, already = prepare_resume(images_dir, items, manifest)
+        note(f"{len(items)} images ({already} already there, {len(pending)} to generate)")
+        runner = TimedRunner(images_dir, manifest, defaults=defaults, batch_size=batch_size,
+                             load_pipeline=load_pipeline, on_step=on_step)
+        summary = runner.run(mine, pending)
+        records = [r for r in manifest.records if r.get("status") == "ok"]
+        _save_encode_seconds(images_dir, shard, encode_seconds)
+    result = EvaluationResult(rows=[], summaries={}, generated=summary.images_written,
+                              failed=dict(summary.failed_jobs))
+    if shard[1] > 1:
+        result.scored = False
+        note(f"shard {shard[0]}/{shard[1]} generated; run the same command without --shard to score and report")
+        return result
+    result.rows = score_records(images_dir, records, meaning, backend=backend, options=options, clip=clip or
+                                default_clip(model), neutral=neutral, encode_seconds=_load_encode_seconds(images_dir),
+                                note=note)
+    result.summaries = {
+        "variant": _summaries(result.rows, "variant", seed),
+        "variant_prompt": _summaries(result.rows, ("variant", "prompt"), seed),
+        "variant_face": _summaries(result.rows, ("variant", "face"), seed),
+    }
+    result.paths = write_everything(out, result, faces, variants)
+    return result
+
+
+def _timing_key(method: str, encoder: str | None, face: str) -> str:
+    return json.dumps([method, encoder, face])
+
+
+def _save_encode_seconds(images_dir: Path, shard: tuple[int, int], measured: dict[tuple, float]) -> None:
+    """Encode times measured by this run, kept beside the images (one file per shard): a resumed or
+    merged evaluation that encodes nothing still reports them."""
+    from ..images import atomic_output
+
+    if not measured:
+        return
+    path = images_dir / ("encode-seconds.json" if shard[1] == 1 else f"encode-seconds.shard-{shard[0]}-of-{shard[1]}.json")
+    known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    known.update({_timing_key(method, encoder, faces[0]): seconds for (method, encoder, faces), seconds in measured.items()})
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _load_encode_seconds(images_dir: Path) -> dict[str, float]:
+    known: dict[str, float] = {}
+    for path in sorted(images_dir.glob("encode-seconds*.json")):
+        known.update(json.loads(path.read_text(encoding="utf-8")))
+    return known
+
+
+def default_clip(model: str) -> str:
+    from ..names import WORLD_MODELS
+    from .clip_scorer import DEFAULT_CLIP, WORLD_CLIP
+
+    return WORLD_CLIP if model in WORLD_MODELS else DEFAULT_CLIP
+
+
+def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict], *, backend: str, options,
+                  clip: str, neutral: str, encode_seconds: dict, note) -> list[dict]:
+    """One row per generated image: its variant, face, prompt, seed, file and both scores."""
+    from ..faces import load_analyzer
+    from ..images import load_image
+    from .clip_scorer import ClipScorer
+    from .metrics import face_similarity, reference_embedding, text_alignment
+
+    analyzer = load_analyzer(backend, options)
+    scorer = ClipScorer.from_pretrained(clip)
+    note(f"scoring with {analyzer.description} and CLIP '{clip}'")
+    references: dict[str, object] = {}
+    rows = []
+    records = [r for r in records if r["job"] in meaning]
+    records.sort(key=lambda r: (r["job"], r["seed"]))
+    images = []
+    for record in records:
+        info = meaning[record["job"]]
+        if info["face"] not in references:
+            references[info["face"]] = reference_embedding(analyzer, load_image(info["face"]), source=info["face"])
+        image = load_image(images_dir / record["files"][0])
+        images.append(image)
+        rows.append({**{k: info[k] for k in ("variant", "method", "face", "prompt")},
+                     "seed": record["seed"], "file": record["files"][0],
+                     "face_similarity": face_similarity(analyzer, image, references[info["face"]]),
+                     "encode_seconds": encode_seconds.get(_timing_key(info["method"], info["encoder"], info["face"]))})
+    for row, value in zip(rows, text_alignment(scorer, images, [r["prompt"] for r in rows], neutral=neutral)):
+        row["text_alignment"] = value
+    return rows
+
+
+def _summaries(rows: list[dict], key, seed: int) -> list[dict]:
+    from .metrics import summarise
+
+    if isinstance(key, tuple):
+        joined = [{**row, "group": " | ".join(str(row[k]) for k in key)} for row in rows]
+        return summarise(joined, "group", seed=seed)
+    return summarise(rows, key, seed=seed)
+
+
+def write_everything(out: Path, result: EvaluationResult, faces: list[Path], variants: list[Variant]) -> dict:
+    from .report import scatter_plot, write_reports
+
+    paths = write_reports(out, result.rows, result.summaries, "variant")
+    paths["scatter"] = scatter_plot(result.rows, "variant", out / "scatter.png")
+    paths["sheet"] = evaluation_sheet(out, result.rows, faces, variants)
+    return paths
+
+
+def evaluation_sheet(out: Path, rows: list[dict], faces: list[Path], variants: list[Variant], per_row: int = 6) -> Path:
+    """References in the first column; each (face, variant) row shows its first generations with
+    their scores written under them."""
+    from ..contact_sheet import contact_sheet
+    from ..images import load_image, save_image
+
+    grid, captions = [], []
+    for face in faces:
+        for variant in variants:
+            mine = [r for r in rows if r["face"] == str(face) and r["variant"] == variant.label][:per_row]
+            if not mine:
+                continue
+            cells = [load_image(face)] + [load_image(out / IMAGES / r["file"]) for r in mine]
+            texts = [f"{face.name}\n{variant.label}"] + [
+                f"{r['prompt'][:40]}\nsim {'no face' if r['face_similarity'] is None else format(r['face_similarity'], '.2f')}"
+                f"  clip {r['text_alignment']:.3f}" for r in mine]
+            grid.append(cells)
+            captions.append(texts)
+    sheet = contact_sheet(grid, captions, cell=160, caption_lines=3, title="faceid evaluate: reference, then generations")
+    return save_image(sheet, out / "contact-sheet.png")
+
+
+def results_document(result: EvaluationResult) -> str:
+    return json.dumps(result.summaries, indent=2)

@@ -1,0 +1,124 @@
+"""`faceid evaluate` end to end on the tiny model with real photos, dlib and a tiny random CLIP."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .helpers import assert_one_line_error, parse_json, run_cli
+
+ARGS = ("--steps", "2", "-n", "2", "--model", "tiny", "--backend", "dlib")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A random CLIPModel saved the way the hub does, read back through the scorer's loader."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from faceid_cli.models.tiny import build_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "vocab_size": 1000, "max_position_embeddings": 77},
+                        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+                        projection_dim=16)
+    tokenizer = build_tiny_tokenizer()
+    config.text_config.vocab_size = len(tokenizer)
+    CLIPModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("# two prompts\nS* as a chef\n\nS* wearing a hat\n")
+    return path
+
+
+def _faces(faces_dir, tmp_path):
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for name in ("obama.jpg", "biden.jpg"):
+        (folder / name).write_bytes((faces_dir / name).read_bytes())
+    return folder
+
+
+def test_evaluate_compares_methods_with_the_same_seeds_and_writes_every_report(tmp_path, faces_dir, tiny_clip,
+                                                                               prompts_file):
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", "--faces", _faces(faces_dir, tmp_path), "--prompts", prompts_file, "-o", out,
+                     "--method", "m2", "--method", "none", "--clip", tiny_clip, "--json", *ARGS)
+    assert result.exit_code == 0, result.stderr
+    document = parse_json(result)
+    assert document["generated"] == 2 * 2 * 2 * 2 and document["scored"]
+    table = {row["variant"]: row for row in csv.DictReader((out / "results.csv").open())}
+    assert set(table) == {"m2", "none"} and all(int(row["images"]) == 8 for row in table.values())
+    scores = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert len(scores) == 16 and all(-1 <= s["text_alignment"] <= 1 for s in scores)
+    by = {(s["variant"], s["face"], s["prompt"], s["seed"]) for s in scores}
+    assert {(f, p, seed) for v, f, p, seed in by if v == "m2"} == {(f, p, seed) for v, f, p, seed in by if v == "none"}
+    assert all(s["encode_seconds"] > 0 for s in scores if s["variant"] == "m2")
+    assert all(s["encode_seconds"] is None for s in scores if s["variant"] == "none")
+    summaries = json.loads((out / "results.json").read_text())
+    assert len(summaries["variant_prompt"]) == 4 and len(summaries["variant_face"]) == 4
+    for name in ("contact-sheet.png", "scatter.png"):
+        with Image.open(out / name) as picture:
+            assert picture.width > 300
+
+
+def test_evaluation_reruns_give_identical_numbers_and_resume_generates_nothing(tmp_path, faces_dir, tiny_clip,
+                                                                               prompts_file):
+    faces = _faces(faces_dir, tmp_path)
+    common = ("--faces", faces, "--prompts", prompts_file, "--clip", tiny_clip, "--json", *ARGS)
+    first = parse_json(run_cli("evaluate", "-o", tmp_path / "a", *common))
+    again = parse_json(run_cli("evaluate", "-o", tmp_path / "a", *common))
+    fresh = parse_json(run_cli("evaluate", "-o", tmp_path / "b", *common))
+    assert again["generated"] == 0, "a re-run finds every image and generates nothing"
+    assert _figures(first) == _figures(again) == _figures(fresh)
+    assert again["results"][0]["encode_seconds"] == first["results"][0]["encode_seconds"] > 0  # kept from the run
+
+
+def _figures(document) -> str:
+    """Every number but the encode times (wall-clock), NaN-safe."""
+    return json.dumps([{k: v for k, v in row.items() if k != "encode_seconds"} for row in document["results"]])
+
+
+def test_shards_generate_then_the_plain_run_scores_them_all(tmp_path, faces_dir, tiny_clip, prompts_file):
+    faces = _faces(faces_dir, tmp_path)
+    common = ("--faces", faces, "--prompts", prompts_file, "--clip", tiny_clip, "-o", tmp_path / "s", "--json", *ARGS)
+    for shard in ("0/2", "1/2"):
+        part = parse_json(run_cli("evaluate", "--shard", shard, *common))
+        assert not part["scored"] and part["generated"] > 0
+    merged = parse_json(run_cli("evaluate", *common))
+    whole = parse_json(run_cli("evaluate", "--faces", faces, "--prompts", prompts_file, "--clip", tiny_clip,
+                               "-o", tmp_path / "w", "--json", *ARGS))
+    assert merged["generated"] == 0 and _figures(merged) == _figures(whole)
+    assert merged["results"][0]["encode_seconds"] > 0
+
+
+def test_bad_arguments(tmp_path, faces_dir):
+    assert_one_line_error(run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--prompts", "nonsense",
+                                  "-o", tmp_path), 2, "nonsense")
+    assert_one_line_error(run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--method", "magic",
+                                  "-o", tmp_path), 2, "magic")
+
+
+def test_prompt_sets_ship():
+    from faceid_cli.evaluate.prompts import load_prompts
+
+    assert len(load_prompts("dreamidentity")) == 9 and "S* as a chef, looking at the camera" in load_prompts(
+        "dreamidentity")
+    assert len(load_prompts("wide")) == 24 and all("S*" in p for p in load_prompts("wide"))
+    world = load_prompts("world")
+    assert len(world) == 16 and len(set(world)) == 16 and all("S*" in p for p in world)
+    assert np.all([p == q for p, q in zip(world, load_prompts("world"))])
