@@ -316,7 +316,8 @@ class BatchRunner:
             return
         for item, request, image in zip(items, requests, images):
             info = image_info(pipeline, request.identity, prompt=item.prompt, negative_prompt=request.negative_prompt,
-                              steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width)
+                              steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width,
+                              reference=item.job.faces)
             info.update(seed=item.seed, job=item.job.name)
             save_generated(image, self.out_dir / item.file, info)
             record = image_record(item, info)

@@ -12,7 +12,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,9 +116,13 @@ def unique_path(folder: Path, stem: str) -> Path:
 
 
 def image_info(pipeline, identity, *, prompt: str, negative_prompt: str, steps: int, guidance: float,
-               scheduler: str, height: int, width: int) -> dict:
-    """What a generated image records about how it was made (the seed is added per image)."""
+               scheduler: str, height: int, width: int, reference: Sequence[str] = ()) -> dict:
+    """What a generated image records about how it was made (the seed is added per image).
+
+    ``reference``: the photos (or identity file) the person came from, so ``faceid evaluate
+    --images`` can score the image against them later."""
     return {
+        "reference": [str(Path(r).resolve()) for r in reference],
         "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "guidance": guidance,
         "scheduler": scheduler, "height": height, "width": width, "model": pipeline.model_name,
         "method": pipeline.method,
@@ -132,7 +136,7 @@ def image_info(pipeline, identity, *, prompt: str, negative_prompt: str, steps: 
 def generate(
     pipeline, identity, settings: GenerationSettings, out_dir: str | os.PathLike, *,
     name: str | None = None, on_step: Callable[[], None] | None = None,
-    on_image: Callable[[GeneratedImage], None] | None = None,
+    on_image: Callable[[GeneratedImage], None] | None = None, reference: Sequence[str] = (),
 ) -> list[GeneratedImage]:
     """Render ``settings.num_images`` images of ``identity`` into ``out_dir``; returns them in order.
 
@@ -148,7 +152,7 @@ def generate(
     stem = name or slugify(settings.prompt)
     base_info = image_info(pipeline, identity, prompt=settings.prompt, negative_prompt=settings.negative_prompt,
                            steps=settings.steps, guidance=settings.guidance, scheduler=settings.scheduler,
-                           height=height, width=width)
+                           height=height, width=width, reference=reference)
     written = []
     for start in range(0, len(seeds), settings.batch_size):
         chunk = seeds[start:start + settings.batch_size]

@@ -122,3 +122,25 @@ def test_prompt_sets_ship():
     world = load_prompts("world")
     assert len(world) == 16 and len(set(world)) == 16 and all("S*" in p for p in world)
     assert np.all([p == q for p, q in zip(world, load_prompts("world"))])
+
+
+def test_images_of_a_batch_run_reproduce_the_generating_evaluation(tmp_path, faces_dir, tiny_clip, prompts_file):
+    faces = _faces(faces_dir, tmp_path)
+    generated = parse_json(run_cli("evaluate", "--faces", faces, "--prompts", prompts_file, "--clip", tiny_clip,
+                                   "-o", tmp_path / "e", "--method", "m2", "--method", "none", "--json", *ARGS))
+    rescored = run_cli("evaluate", "--images", tmp_path / "e" / "images", "--clip", tiny_clip, "--backend", "dlib",
+                       "-o", tmp_path / "r", "--json")
+    assert rescored.exit_code == 0, rescored.stderr
+    assert _figures(parse_json(rescored)) == _figures(generated)
+    # a batch run's folder scores the same way
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"face": str(faces_dir / "obama.jpg"), "prompt": "S* as a chef", "num_images": 2,
+                                "steps": 2, "seed": 3}) + "\n")
+    assert run_cli("batch", jobs, "-o", tmp_path / "batch").exit_code == 0
+    from_batch = parse_json(run_cli("evaluate", "--images", tmp_path / "batch", "--clip", tiny_clip, "--backend",
+                                    "dlib", "-o", tmp_path / "rb", "--json"))
+    assert from_batch["results"][0]["images"] == 2
+
+
+def test_faces_or_images_not_both(tmp_path, faces_dir):
+    assert_one_line_error(run_cli("evaluate", "-o", tmp_path), 2, "--faces")

@@ -29,8 +29,12 @@ app = new_app()
 
 @app.command()
 def evaluate(
-    faces: Annotated[list[Path], typer.Option("--faces", exists=True, help="Reference photos: files or folders "
-                                              "(repeatable).")],
+    faces: Annotated[list[Path] | None, typer.Option("--faces", exists=True, help="Reference photos: files or "
+                                                     "folders (repeatable).")] = None,
+    images: Annotated[Path | None, typer.Option("--images", exists=True, file_okay=False,
+                                                help="Score images already made by generate or batch (their "
+                                                "metadata gives prompts, seeds and references) instead of "
+                                                "generating.")] = None,
     prompts: Annotated[str, typer.Option("--prompts", help="A prompt set (dreamidentity, wide, world) or a "
                                          "file with one prompt a line, each with S*.")] = "dreamidentity",
     out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Output folder.")] = Path("faceid-eval"),
@@ -69,11 +73,22 @@ def evaluate(
     to --out/images through batch's manifest, so an interrupted evaluation resumes.
     """
     from ..evaluate.prompts import load_prompts
-    from ..evaluate.report import TABLE_HEADER, json_safe, table_rows
     from ..evaluate.run import run_evaluation, variants_from
     from ..images import IMAGE_SUFFIXES
     from ..jobs import parse_shard
 
+    human = not json_output
+    if (faces is None) == (images is None):
+        raise typer.BadParameter("give either --faces (generate and score) or --images (score what is there)",
+                                 param_hint="'--faces'")
+    if images is not None:
+        from ..evaluate.run import run_on_images
+
+        result = run_on_images(out, images, backend=backend, clip=clip, neutral=neutral, seed=seed,
+                               analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size),
+                               on_note=note if human else None)
+        _show(result, out, json_output, "images in " + str(images))
+        return
     photos = []
     for entry in faces:
         photos += sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if entry.is_dir() else [entry]
@@ -83,7 +98,6 @@ def evaluate(
         if name not in METHODS:
             raise typer.BadParameter(f"'{name}' is not one of {', '.join(METHODS)}", param_hint="'--method'")
     variants = variants_from(list(method or []), list(encoder or []))
-    human = not json_output
     prompt_list = load_prompts(prompts)
     total = len(variants) * len(photos) * len(prompt_list) * num_images * steps
     with progress_bar("Evaluating", total=total, enabled=human) as advance:
@@ -93,22 +107,29 @@ def evaluate(
             analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
             clip=clip, neutral=neutral, shard=parse_shard(shard), batch_size=batch_size, device=device, dtype=dtype,
             on_step=advance, on_note=note if human else None)
-    if json_output:
-        print_json({"out": str(out), "scored": result.scored, "generated": result.generated, "failed": result.failed,
-                    "results": json_safe(result.summaries.get("variant", [])),
-                    "files": {k: str(v) for k, v in result.paths.items()}})
-    elif result.scored:
-        from rich.table import Table
-
-        table = Table(*TABLE_HEADER, title=f"faceid evaluate: {model}, {len(photos)} faces x {len(prompt_list)} "
-                      f"prompts x {num_images} images (95% intervals)")
-        for row in table_rows(result.summaries["variant"], "variant"):
-            table.add_row(*row)
-        console = stdout_console()
-        console.print(table)
-        console.print(f"reports in {out}: results.csv, results.json, scores.jsonl, contact-sheet.png, scatter.png")
+    _show(result, out, json_output, f"{model}, {len(photos)} faces x {len(prompt_list)} prompts x {num_images} images")
     if result.failed:
         from ._common import print_error
 
         print_error(f"{len(result.failed)} generation jobs failed; see {out / 'images'}")
         raise typer.Exit(1)
+
+
+def _show(result, out: Path, json_output: bool, what: str) -> None:
+    from ..evaluate.report import TABLE_HEADER, json_safe, table_rows
+
+    if json_output:
+        print_json({"out": str(out), "scored": result.scored, "generated": result.generated, "failed": result.failed,
+                    "results": json_safe(result.summaries.get("variant", [])),
+                    "files": {k: str(v) for k, v in result.paths.items()}})
+        return
+    if not result.scored:
+        return
+    from rich.table import Table
+
+    table = Table(*TABLE_HEADER, title=f"faceid evaluate: {what} (means, 95% intervals)")
+    for row in table_rows(result.summaries["variant"], "variant"):
+        table.add_row(*row)
+    console = stdout_console()
+    console.print(table)
+    console.print(f"reports in {out}: " + ", ".join(sorted(p.name for p in result.paths.values())))

@@ -183,7 +183,7 @@ def generate(
         guidance=guidance, scheduler=scheduler, height=height, width=width, batch_size=batch_size,
     )
     with progress_bar("Generating", total=num_images * steps, enabled=not json_output) as advance:
-        results = render(pipeline, identity, settings, out, name=name, on_step=advance)
+        results = render(pipeline, identity, settings, out, name=name, on_step=advance, reference=[str(face)])
     if json_output:
         print_json({"images": [str(r.path) for r in results], "seed": settings.seed,
                     "seeds": [r.seed for r in results], "prompt": prompt,

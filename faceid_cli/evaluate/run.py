@@ -192,6 +192,70 @@ def _load_encode_seconds(images_dir: Path) -> dict[str, float]:
     return known
 
 
+def images_rows(folder: Path) -> tuple[list[dict], str]:
+    """What ``generate`` or ``batch`` wrote into ``folder`` (PNGs with faceid's metadata): one row
+    per image with its variant (method, and encoder where they differ), reference, prompt and seed;
+    and the model they were made with."""
+    from ..errors import FaceIDError
+    from ..generate import read_parameters
+    from ..identity import is_identity_file
+
+    rows, models = [], set()
+    for path in sorted(Path(folder).rglob("*.png")):
+        info = read_parameters(path)
+        if "prompt" not in info:
+            continue  # not made by faceid
+        reference = (info.get("reference") or [None])[0]
+        if reference is None:
+            raise FaceIDError(f"'{path}' does not record its reference photo (made by an older faceid)",
+                              "evaluate it with --faces and --prompts instead")
+        if is_identity_file(reference):
+            raise FaceIDError(f"'{path}' was made from the identity file '{reference}', not a photo",
+                              "face similarity needs the photo; generate from photos to evaluate")
+        models.add(info["model"])
+        rows.append({"method": info["method"], "encoder": info.get("encoder"), "face": reference,
+                     "prompt": info["prompt"], "seed": info["seed"], "file": str(path.relative_to(folder))})
+    if not rows:
+        raise InvalidArgumentError(f"no image made by faceid in '{folder}'", "point --images at a generate or batch output")
+    if len(models) > 1:
+        raise InvalidArgumentError(f"'{folder}' mixes models ({', '.join(sorted(models))})",
+                                   "evaluate one model's images at a time")
+    encoders = {(r["method"], r["encoder"]) for r in rows}
+    several = {m for m, _ in encoders if sum(1 for mm, _ in encoders if mm == m) > 1}
+    for row in rows:
+        row["variant"] = (f"{row['method']}@{_slug(Path(row['encoder']).name)}"
+                          if row["method"] in several and row["encoder"] else row["method"])
+    return rows, models.pop()
+
+
+def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_options=None, clip: str | None = None,
+                  neutral: str = "a person", seed: int = 0, on_note=None) -> EvaluationResult:
+    """Score images a user already made (``generate`` or ``batch`` output) and write the reports."""
+    from ..faces.analyzer import AnalyzerOptions
+
+    note = on_note or (lambda message: None)
+    folder = Path(folder)
+    rows, model = images_rows(folder)
+    options = analyzer_options or AnalyzerOptions(model=model)
+    meaning = {}
+    records = []
+    for row in rows:
+        key = row["file"]
+        meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "face", "prompt")}
+        records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
+    scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
+                           neutral=neutral, encode_seconds={}, note=note)
+    result = EvaluationResult(rows=scored, summaries={
+        "variant": _summaries(scored, "variant", seed),
+        "variant_prompt": _summaries(scored, ("variant", "prompt"), seed),
+        "variant_face": _summaries(scored, ("variant", "face"), seed)})
+    from .report import scatter_plot, write_reports
+
+    result.paths = write_reports(Path(out), scored, result.summaries, "variant")
+    result.paths["scatter"] = scatter_plot(scored, "variant", Path(out) / "scatter.png")
+    return result
+
+
 def default_clip(model: str) -> str:
     from ..names import WORLD_MODELS
     from .clip_scorer import DEFAULT_CLIP, WORLD_CLIP
