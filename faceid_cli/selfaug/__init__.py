@@ -1,0 +1,1 @@
+"""``faceid selfaug``: DreamIdentity's self-augmented editability dataset, built by the T2I model."""
