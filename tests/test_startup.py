@@ -25,7 +25,7 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.std
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], *([command, "--help"] for command in (
-    "detect", "compare", "encode", "generate", "batch", "train", "evaluate", "models", "completion", "world"))])
+    "detect", "compare", "encode", "generate", "batch", "train", "evaluate", "selfaug", "models", "completion", "world"))])
 def test_help_imports_nothing_heavy(args):
     done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), json.dumps(args)],
                           capture_output=True, text=True, check=True)

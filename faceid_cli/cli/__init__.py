@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import batch, completion, evaluate, faces, generate, models, train, world
+from . import batch, completion, evaluate, faces, generate, models, selfaug, train, world
 from ._common import new_app
 
 app = new_app(
@@ -23,6 +23,7 @@ app.add_typer(generate.app)
 app.add_typer(batch.app)
 app.add_typer(train.app)
 app.add_typer(evaluate.app)
+app.add_typer(selfaug.app)
 app.add_typer(models.app)
 app.add_typer(completion.app)
 app.add_typer(world.app)
