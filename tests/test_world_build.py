@@ -27,8 +27,10 @@ def quick_world(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("world")
     work = tmp_path_factory.mktemp("work")
+    every = [arg for step in ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers",
+                              "world", "world-xl") for arg in ("--only", step)]
     result = CliRunner().invoke(app, ["world", "build", "--quick", "--no-measure", "-o", str(out), "--work-dir",
-                                      str(work), "--json"])
+                                      str(work), "--json", *every])
     assert result.exit_code == 0, result.output
     return out, work, json.loads(result.stdout)
 
@@ -51,6 +53,14 @@ def test_quick_build_writes_every_component_in_its_real_format(quick_world):
     assert set(written["seconds"]) == set(summary["components"])
     # the parts that ship only inside the pipelines stay in the work folder
     assert not (out / "vae").exists() and not (out / "text_encoder").exists()
+
+
+def test_a_plain_build_makes_what_ships():
+    from faceid_cli.world import SHIPPED
+    from faceid_cli.world.build import DEFAULT_STEPS
+
+    written = {"recogniser", "detector", "classifier", "face-vit", "clip", "world"} & set(DEFAULT_STEPS)
+    assert written == set(SHIPPED) and "world-xl" not in DEFAULT_STEPS
 
 
 def test_build_refuses_an_unknown_step(tmp_path):

@@ -41,8 +41,9 @@ def build(
 
     Deterministic on a CPU: the same recipe gives the same weights. Steps in order: the
     evaluation recogniser, the face detector, the context classifier, the encoder's face ViT,
-    the VAE, the world's CLIP, the text encoders, then the world and world-xl text-to-image
-    models; each is written to its folder, then the world is measured into summary.json.
+    the VAE, the world's CLIP, the text encoders, then the world text-to-image model; each is
+    written to its folder, then the world is measured into summary.json. world-xl (the SDXL-shaped
+    model) is built only when --only names it: it does not fit the 20 MB the repository ships.
     """
     from ..errors import InvalidArgumentError
     from ..world import WEIGHTS_DIR
@@ -61,6 +62,26 @@ def build(
         return
     _print_summary(summary)
     note(f"weights written to {output}")
+
+
+@app.command()
+def measure(
+    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False,
+                                                help="Weights folder [default: the one faceid ships].")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Measure the world's quality (recogniser, detector, classifier, CLIP, text-to-image) into its
+    summary.json, without training anything."""
+    from ..world import weights_dir
+    from ..world.build import measure as measure_world
+
+    output = output or weights_dir()
+    with _reporter(enabled=not json_output) as reporter:
+        summary = measure_world(output, report=reporter)
+    if json_output:
+        print_json(summary)
+        return
+    _print_summary(summary)
 
 
 @app.command()

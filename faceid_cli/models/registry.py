@@ -83,8 +83,11 @@ def check_model_available(ref: ModelRef, allow_download: bool = False) -> None:
         return
     if ref.kind == "folder":
         if ref.is_world and not (Path(ref.location) / "model_index.json").is_file():
+            from ..world import BUILD_WORLD_XL
+
+            command = BUILD_WORLD_XL if ref.name == "world-xl" else "faceid world build"
             raise MissingModelError(f"the world's model '{ref.name}' is not at '{ref.location}'",
-                                    "run 'faceid world build' (or set FACEID_WORLD_WEIGHTS to a folder it wrote)")
+                                    f"run '{command}' (or set FACEID_WORLD_WEIGHTS to a folder it wrote)")
         if not (Path(ref.location) / "model_index.json").is_file():
             raise MissingModelError(
                 f"'{ref.location}' is not a diffusers model folder (no model_index.json)",

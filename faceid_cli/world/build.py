@@ -44,6 +44,8 @@ RECIPE: dict = {
 }
 #: build order; each step names the components it writes
 STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl")
+#: what a plain build makes: everything that ships (world-xl only on request, see ``world.SHIPPED``)
+DEFAULT_STEPS = tuple(step for step in STEPS if step != "world-xl")
 
 
 def quick_recipe(recipe: dict, factor: float = 0.002, population: int = 24) -> dict:
@@ -86,7 +88,7 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
     work_dir = Path(work_dir) if work_dir else out / ".build"
     parts = work_dir / "parts"
     data = WorldData(work_dir / "pools", report, seed=seed)
-    steps = [s for s in STEPS if not only or s in only]
+    steps = [s for s in STEPS if (s in only if only else s in DEFAULT_STEPS)]
     summary = {"recipe": recipe, "components": {}, "seconds": {}}
     tokenizer = build_tokenizer(recipe["celebrities"])
 
@@ -174,3 +176,19 @@ def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str,
     with torch.random.fork_rng():
         return t2i.train(latents, pool.labels, pool.identities, names, vae, towers, tokenizer, out / COMPONENTS[step],
                          config, seed, report, init_from=init_from)
+
+
+def measure(out: Path, report: Reporter | None = None, sizes: dict | None = None) -> dict:
+    """Measure the world in ``out`` (with the recipe its summary records) into its summary.json."""
+    from ..errors import MissingModelError
+    from ..images import atomic_output
+    from .quality import measure_world
+
+    path = Path(out) / SUMMARY_NAME
+    if not path.is_file():
+        raise MissingModelError(f"no world summary at '{path}'", "run 'faceid world build' first")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary["quality"] = measure_world(Path(out), summary["recipe"], report, sizes)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return summary

@@ -19,7 +19,7 @@ SMALL = {"identities": 40, "per_identity": 2, "renders": 100, "clip_renders": 50
          "guidance": 5.0}
 
 
-def small_sample_figures(seed: int, root: Path | None = None, models: tuple[str, ...] = ("world", "world-xl")) -> dict:
+def small_sample_figures(seed: int, root: Path | None = None, models: tuple[str, ...] = ("world",)) -> dict:
     """{figure name: value} on small samples drawn with ``seed``."""
     from diffusers import DiffusionPipeline
 

@@ -1,0 +1,97 @@
+"""`faceid selfaug` on the miniature world with three names: files, manifest and summary agree, the
+keep fraction holds per prompt, shards merge to the unsharded dataset, and a killed run resumes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from .helpers import parse_json, run_cli
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from faceid_cli.world.celebrities import celebrities
+
+    folder = tmp_path_factory.mktemp("selfaug-inputs")
+    (folder / "names.txt").write_text("".join(name + "\n" for _, name in celebrities(3)))
+    (folder / "edits.txt").write_text("<name> wearing a red hat, green background\n"
+                                      "a pencil sketch of <name> wearing sunglasses, blue background\n")
+    return folder
+
+
+def _build(inputs, out, *extra):
+    result = run_cli("selfaug", "build", "--names", inputs / "names.txt", "--prompts", inputs / "edits.txt",
+                     "--model", "world", "-n", "4", "--steps", "12", "--guidance", "5", "--batch-size", "8",
+                     "-o", out, "--json", *extra)
+    assert result.exit_code == 0, result.stderr
+    return parse_json(result)
+
+
+def _manifest(out):
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def whole(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("selfaug-whole")
+    return out, _build(inputs, out)
+
+
+def test_manifest_files_and_summary_agree_and_the_keep_fraction_holds(whole):
+    out, document = whole
+    summary = document["summary"]
+    assert summary["names"] == 3 and summary["names_with_source"] == 3
+    kept = _manifest(out)
+    assert len(kept) == summary["kept"] == 2 * 3  # 12 candidates a prompt, 25% kept
+    for prompt, row in summary["per_prompt"].items():
+        assert row["candidates"] == 12 and row["kept"] == 3 and row["keep_rate"] == 0.25
+        assert "S*" in prompt
+    for triplet in kept:
+        for key in ("face", "image"):
+            with Image.open(out / triplet[key]) as image:
+                assert image.size == (64, 64)
+        assert triplet["rule"] == "rank-sum" and triplet["model"] == "world"
+    with Image.open(out / "contact-sheet.png") as sheet:
+        assert sheet.width > 128 * 5
+    # faceid train reads the manifest as it is
+    from faceid_cli.train.data import read_triplets
+
+    triplets = read_triplets([str(out / "manifest.jsonl")])
+    assert len(triplets) == 6 and all(t.face.is_file() and t.target.is_file() and "S*" in t.prompt for t in triplets)
+
+
+def test_shards_merge_to_the_unsharded_dataset(inputs, whole, tmp_path):
+    out, _ = whole
+    sharded = tmp_path / "sharded"
+    for shard in ("0/2", "1/2"):
+        part = _build(inputs, sharded, "--shard", shard)
+        assert part["summary"] is None
+    merged = parse_json(run_cli("selfaug", "merge", sharded, "--json"))
+    assert _manifest(sharded) == _manifest(out)
+    images = [t["image"] for t in _manifest(sharded)]
+    assert len(images) == len(set(images))
+    assert merged["summary"]["per_prompt"] == parse_json(run_cli("selfaug", "merge", out, "--json"))["summary"]["per_prompt"]
+
+
+def test_a_killed_run_resumes_without_redoing_or_duplicating(inputs, whole, tmp_path):
+    out, _ = whole
+    copy = tmp_path / "killed"
+    shutil.copytree(out, copy)
+    # what a kill leaves: the last scores cut off mid-line, the last edited images never written
+    scores = (copy / "scores.jsonl").read_text().splitlines()
+    (copy / "scores.jsonl").write_text("\n".join(scores[:10]) + "\n" + scores[10][:20])
+    for image in sorted((copy / "edits").rglob("*.png"))[-3:]:
+        image.unlink()
+    for name in ("manifest.jsonl", "summary.json"):
+        (copy / name).unlink()
+    resumed = _build(inputs, copy)
+    assert resumed["counts"]["scored_now"] == len(scores) - 10
+    assert _manifest(copy) == _manifest(out)
+    lines = [json.loads(line)["image"] for line in (copy / "scores.jsonl").read_text().splitlines()[:10]]
+    assert len(set(lines)) == 10
