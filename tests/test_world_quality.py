@@ -1,7 +1,7 @@
 """Small-sample versions of the world's quality figures (benchmarks/world_quality.py measures the
 full ones). Each bound is the mean minus three standard deviations of the same figure over ten
-seeds on the shipped weights, printed by benchmarks/world_quality_spread.py; the test draws its
-samples with a seed outside those ten."""
+seeds on the shipped weights (and at least one sample's worth under the mean), printed by
+benchmarks/world_quality_spread.py; the test draws its samples with a seed outside those ten."""
 
 from __future__ import annotations
 

@@ -49,3 +49,20 @@ def spread(seeds: range, root: Path | None = None) -> dict[str, tuple[float, flo
     runs = [small_sample_figures(seed, root) for seed in seeds]
     return {name: (float(np.mean([r[name] for r in runs])), float(np.std([r[name] for r in runs], ddof=1)))
             for name in runs[0]}
+
+
+def resolution(name: str) -> float:
+    """The smallest step a small-sample figure can take: one of its samples changing its verdict."""
+    if name == "recogniser_verification":
+        return 1.0 / SMALL["identities"]  # the genuine pairs are the scarce ones
+    if name.startswith("classifier_"):
+        return 1.0 / SMALL["renders"]
+    if name == "clip_top1":
+        return 1.0 / SMALL["clip_renders"]
+    return 1.0 / SMALL["prompts"]
+
+
+def bound(name: str, mean: float, std: float) -> float:
+    """A test's lower bound: three standard deviations under the mean over seeds, and never closer
+    to the mean than one sample's worth (a figure that never moved over ten seeds can still move)."""
+    return mean - max(3 * std, resolution(name))
