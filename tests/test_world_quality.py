@@ -10,7 +10,22 @@ import pytest
 from faceid_cli.world.smoke_quality import small_sample_figures
 
 # figure → bound (mean - 3 std over seeds 0..9; see benchmarks/world_quality_spread.py)
-BOUNDS = {}
+BOUNDS = {
+    "recogniser_verification": 0.968,  # mean 0.993, std 0.005
+    "classifier_style": 0.990,  # mean 1.000, std 0.000
+    "classifier_hat": 0.989,  # mean 0.999, std 0.003
+    "classifier_glasses": 0.909,  # mean 0.967, std 0.019
+    "classifier_shirt": 0.990,  # mean 1.000, std 0.000
+    "classifier_background": 0.990,  # mean 1.000, std 0.000
+    "clip_top1": 0.603,  # mean 0.768, std 0.055
+    "world_style": 0.958,  # mean 1.000, std 0.000
+    "world_hat": 0.958,  # mean 1.000, std 0.000
+    "world_glasses": 0.055,  # mean 0.250, std 0.065
+    "world_shirt": 0.958,  # mean 1.000, std 0.000
+    "world_background": 0.958,  # mean 1.000, std 0.000
+}
+# world_identity is not bounded: the shipped world T2I draws its celebrities at chance (0.000 over ten
+# seeds), and a bound under chance could not fail. See the closing note of issue 8.
 TEST_SEED = 1000
 
 
