@@ -92,6 +92,11 @@ def test_a_killed_run_resumes_without_redoing_or_duplicating(inputs, whole, tmp_
         (copy / name).unlink()
     resumed = _build(inputs, copy)
     assert resumed["counts"]["scored_now"] == len(scores) - 10
-    assert _manifest(copy) == _manifest(out)
+    again, before = _manifest(copy), _manifest(out)
+    # the same triplets; re-rendered images come out of other batch compositions, so their scores
+    # agree to float rounding, not bit for bit
+    assert [(t["image"], t["face"], t["prompt"]) for t in again] == [(t["image"], t["face"], t["prompt"]) for t in before]
+    assert all(abs(a["clip_score"] - b["clip_score"]) < 1e-4 and abs(a["id_loss"] - b["id_loss"]) < 1e-4
+               for a, b in zip(again, before))
     lines = [json.loads(line)["image"] for line in (copy / "scores.jsonl").read_text().splitlines()[:10]]
     assert len(set(lines)) == 10

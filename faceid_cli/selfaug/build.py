@@ -179,8 +179,6 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
     note(f"step 2: {len(mine)} names x {settings.sources} source candidates")
     sources_done = run(out / "sources", source_jobs)
     analyzer = load_analyzer(settings.backend, options)
-    size = next(iter(pipelines.values())).default_size if pipelines else PAPER_SIZE
-    min_face = settings.min_face if settings.min_face is not None else PAPER_MIN_FACE * size / PAPER_SIZE
     accepted: dict[int, dict] = {}
     rejections: dict[str, int] = {}
     source_log = []
@@ -198,6 +196,9 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
                 else:
                     x1, y1, x2, y2 = faces[0].bbox
                     short = min(x2 - x1, y2 - y1)
+                    # the paper's 128 px at 512 px, scaled to the picture the model made
+                    min_face = (settings.min_face if settings.min_face is not None
+                                else PAPER_MIN_FACE * min(image.size) / PAPER_SIZE)
                     reason = None if short > min_face else f"face too small (short side {short:.0f} <= {min_face:.0f} px)"
                     if reason is None:
                         chosen = {"file": f"sources/{file}", "embedding": analyzer.embed(image, faces[0])}
@@ -242,6 +243,9 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
                 continue  # a line cut off by a kill: scored again
     todo = [(file, record) for file, record in sorted(edits_done.items()) if f"edits/{file}" not in done]
     scorer = ClipScorer.from_pretrained(settings.clip or default_clip(settings.model)) if todo else None
+    if scores_path.is_file() and scores_path.stat().st_size and not scores_path.read_bytes().endswith(b"\n"):
+        with open(scores_path, "a", encoding="utf-8") as handle:
+            handle.write("\n")  # end the line a kill cut off, so the next record starts on its own
     with open(scores_path, "a", encoding="utf-8") as handle:
         for start in range(0, len(todo), 32):
             chunk = todo[start:start + 32]
@@ -335,7 +339,7 @@ def _sheet(out: Path, kept: list[dict], rejected: list[dict], per_prompt: int = 
     for prompt in sorted({c["prompt"] for c in kept + rejected}):
         good = sorted((c for c in kept if c["prompt"] == prompt), key=lambda c: c["rank"])[:per_prompt]
         bad = sorted((c for c in rejected if c["prompt"] == prompt), key=lambda c: -c["rank"])[:per_prompt]
-        cells = [load_image(out / c["face"]) if good else None]
+        cells = [load_image(out / good[0]["face"]) if good else None]
         texts = [prompt]
         for label, group in (("KEPT", good), ("rejected", bad)):
             for c in group:
