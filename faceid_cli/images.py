@@ -9,6 +9,7 @@ an :class:`~faceid_cli.errors.ImageError` naming the file and what to do.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import os
@@ -30,6 +31,27 @@ _HAS_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
 
 #: the file endings faceid takes for images when it looks through a folder
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def expand_photos(specs, base: Path | None = None, what: str = "photo entry") -> list[Path]:
+    """Folders (every image inside, recursively), globs and files, sorted and without repeats."""
+    found: dict[Path, None] = {}
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if path.is_dir():
+            matches = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif any(ch in str(path) for ch in "*?["):
+            matches = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            matches = [path]
+        else:
+            raise InvalidArgumentError(f"{what} '{spec}' matches nothing",
+                                       "give a folder, a glob or a file of face photos")
+        for match in sorted(matches):
+            found.setdefault(match, None)
+    return list(found)
 
 
 def default_max_pixels() -> int:

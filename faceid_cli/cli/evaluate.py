@@ -74,7 +74,7 @@ def evaluate(
     """
     from ..evaluate.prompts import load_prompts
     from ..evaluate.run import run_evaluation, variants_from
-    from ..images import IMAGE_SUFFIXES
+    from ..images import expand_photos
     from ..jobs import parse_shard
 
     human = not json_output
@@ -89,9 +89,7 @@ def evaluate(
                                on_note=note if human else None)
         _show(result, out, json_output, "images in " + str(images))
         return
-    photos = []
-    for entry in faces:
-        photos += sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if entry.is_dir() else [entry]
+    photos = expand_photos([str(entry) for entry in faces], what="--faces")
     if not photos:
         raise typer.BadParameter("no photo found", param_hint="'--faces'")
     for name in method or []:

@@ -16,7 +16,6 @@ with its reason, never fatal.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -29,7 +28,6 @@ import torch
 from PIL import Image
 
 from ..errors import FaceIDError, InvalidArgumentError
-from ..images import IMAGE_SUFFIXES
 
 INDEX_NAME = "index.jsonl"
 
@@ -56,27 +54,6 @@ class Prepared:
         kinds = Counter(item["kind"] for item in self.items)
         return {"items": len(self.items), "by_kind": dict(kinds), "skipped": dict(self.skipped),
                 "skipped_examples": dict(self.examples)}
-
-
-def expand_photos(specs: list[str], base: Path | None = None) -> list[Path]:
-    """Folders (every image inside, recursively), globs and files, sorted and without repeats."""
-    found: dict[Path, None] = {}
-    for spec in specs:
-        path = Path(spec).expanduser()
-        if base is not None and not path.is_absolute():
-            path = base / path
-        if path.is_dir():
-            matches = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-        elif any(ch in str(path) for ch in "*?["):
-            matches = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
-        elif path.is_file():
-            matches = [path]
-        else:
-            raise InvalidArgumentError(f"data.reconstruction entry '{spec}' matches nothing",
-                                       "give a folder, a glob or a file of face photos")
-        for match in sorted(matches):
-            found.setdefault(match, None)
-    return list(found)
 
 
 def read_triplets(manifests: list[str], base: Path | None = None) -> list[Source]:

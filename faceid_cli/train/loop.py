@@ -268,6 +268,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     from ..faces.analyzer import AnalyzerOptions
     from ..locks import hold_output_lock
     from ..models.registry import load_pipeline, resolve_device, resolve_model
+    from ..images import expand_photos
     from . import data as training_data
     from . import report
 
@@ -307,7 +308,8 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         # data: detect, align and cache once
         analyzer = load_analyzer(data_cfg["face_backend"], AnalyzerOptions(model=config["model"]["base"]))
         sources = [training_data.Source("reconstruction", p, p)
-                   for p in training_data.expand_photos(list(data_cfg["reconstruction"]))]
+                   for p in expand_photos(list(data_cfg["reconstruction"]),
+                                                                      what="data.reconstruction entry")]
         sources += training_data.read_triplets(list(data_cfg["triplets"]))
         if not sources:
             raise InvalidArgumentError("no training data", "set data.reconstruction (face photos) or data.triplets")
