@@ -144,3 +144,11 @@ def test_images_of_a_batch_run_reproduce_the_generating_evaluation(tmp_path, fac
 
 def test_faces_or_images_not_both(tmp_path, faces_dir):
     assert_one_line_error(run_cli("evaluate", "-o", tmp_path), 2, "--faces")
+
+
+def test_images_folder_with_only_broken_files_says_so(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "fake.png").write_text("not a picture")
+    assert_one_line_error(run_cli("evaluate", "--images", folder, "-o", tmp_path / "out"), 2, "no image made by faceid")

@@ -202,7 +202,10 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
 
     rows, models = [], set()
     for path in sorted(Path(folder).rglob("*.png")):
-        info = read_parameters(path)
+        try:
+            info = read_parameters(path)
+        except (OSError, ValueError):  # unreadable, truncated or not a PNG (PIL's errors are OSErrors)
+            continue  # not an image faceid made: nothing to score
         if "prompt" not in info:
             continue  # not made by faceid
         reference = (info.get("reference") or [None])[0]
