@@ -58,10 +58,31 @@ def test_a_world_evaluation_reports_everything_and_none_sits_far_below_the_ceili
                        for identity, second in seconds.items()])
     assert none["face_similarity"]["mean"] < ceiling - 0.3
     assert 0 <= none["no_face_rate"] <= 0.5
+    # the world's ground-truth check: "none" still obeys the context words
+    assert none["context"]["mean"] >= 0.75
     rows = list(csv.DictReader((tmp_path / "a" / "results.csv").open()))
-    assert rows[0]["variant"] == "none"
+    assert rows[0]["variant"] == "none" and float(rows[0]["context"]) == pytest.approx(none["context"]["mean"])
     for name in ("contact-sheet.png", "scatter.png"):
         with Image.open(tmp_path / "a" / name) as picture:
             assert picture.width > 300
     again = parse_json(run_cli("evaluate", "-o", tmp_path / "b", *args))
     assert json.dumps(again["results"][0] | {"encode_seconds": None}) == json.dumps(none | {"encode_seconds": None})
+
+
+def test_the_context_check_tells_obeyed_from_copied():
+    """Renders with known contexts stand in for generations: the reference's own picture copies
+    its context, a render in the asked context obeys."""
+    from faceid_cli.evaluate.world_check import context_rows
+    from faceid_cli.world.contexts import Context
+    from faceid_cli.world.people import population_seeds
+    from faceid_cli.world.render import render_sample
+
+    person = population_seeds("held_out", 1)[0]
+    reference = render_sample(person, 1, context=Context(hat="none", background="gray", shirt="blue")).image
+    obeyed = render_sample(person, 2, context=Context(hat="red", background="green", shirt="blue")).image
+    asked = "a photo of S* wearing a red hat, green background"
+    rows = context_rows([obeyed, reference, reference], [asked, asked, "S* bareheaded, in a blue shirt"],
+                        [reference, reference, reference])
+    assert rows[0] == {"context": 1.0, "context_copied": 0.0}
+    assert rows[1] == {"context": pytest.approx(1 / 3), "context_copied": 1.0}  # only "a photo of" holds
+    assert rows[2] == {"context": 1.0, "context_copied": None}  # nothing asked differs from the reference

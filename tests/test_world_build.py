@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+import torch
 
 from faceid_cli.world import COMPONENTS, SUMMARY_NAME
 from faceid_cli.world.build import RECIPE, build, quick_recipe
@@ -79,3 +80,20 @@ def test_rebuilding_a_step_gives_identical_weights(quick_world, tmp_path):
     build(again, quick_recipe(RECIPE), only=["recogniser", "detector"], work_dir=work, measure=False)
     for name in ("recogniser", "detector"):
         assert _digest(again / COMPONENTS[name]) == _digest(out / COMPONENTS[name]), name
+
+
+def test_the_t2i_fine_tunes_its_pretrained_text_tower_and_world_xl_starts_from_it(quick_world):
+    """Frozen, the pre-trained tower drew every celebrity alike (see recipes/t2i.py): world ships
+    the tower it fine-tuned, and world-xl's first tower starts from that one, not from the part."""
+    from safetensors.torch import load_file
+
+    out, work, _ = quick_world
+    part = load_file(str(work / "parts" / "text_encoder" / "model.safetensors"))
+    shipped = load_file(str(out / "world" / "text_encoder" / "model.safetensors"))
+    xl = load_file(str(out / "world-xl" / "text_encoder" / "model.safetensors"))
+    assert part.keys() == shipped.keys() == xl.keys()
+    moved = [name for name in part if not torch.equal(part[name].half(), shipped[name].half())]
+    name = next(name for name in part if name.endswith("token_embedding.weight"))
+    assert name in moved and len(moved) > len(part) // 2
+    # world-xl fine-tunes further from world's tower: closer to it than to the part it came from
+    assert (xl[name].float() - shipped[name].float()).norm() < (xl[name].float() - part[name].float()).norm()

@@ -68,7 +68,10 @@ def evaluate(
     of each image (ArcFace through insightface, dlib without a pack, the world's recogniser on the
     world; not comparable across backends); images without a face count in the no-face rate and,
     as 0, in the strict similarity. Text alignment: CLIP image-text cosine with S* replaced by
-    --neutral. Means come with 95% bootstrap intervals. Writes results.csv, results.json (also per
+    --neutral. On the world's models, also the ground-truth context check: the share of asked
+    attributes the image shows (read by the world's context classifier, no text model), and how
+    often it shows the reference photo's value where the prompt asked another (context copied).
+    Means come with 95% bootstrap intervals. Writes results.csv, results.json (also per
     prompt and per identity), scores.jsonl, contact-sheet.png and scatter.png into --out; images go
     to --out/images through batch's manifest, so an interrupted evaluation resumes.
     """
@@ -114,7 +117,7 @@ def evaluate(
 
 
 def _show(result, out: Path, json_output: bool, what: str) -> None:
-    from ..evaluate.report import TABLE_HEADER, json_safe, table_rows
+    from ..evaluate.report import json_safe, table_header, table_rows
 
     if json_output:
         print_json({"out": str(out), "scored": result.scored, "generated": result.generated, "failed": result.failed,
@@ -125,7 +128,7 @@ def _show(result, out: Path, json_output: bool, what: str) -> None:
         return
     from rich.table import Table
 
-    table = Table(*TABLE_HEADER, title=f"faceid evaluate: {what} (means, 95% intervals)")
+    table = Table(*table_header(result.summaries["variant"]), title=f"faceid evaluate: {what} (means, 95% intervals)")
     for row in table_rows(result.summaries["variant"], "variant"):
         table.add_row(*row)
     console = stdout_console()

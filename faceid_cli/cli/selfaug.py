@@ -26,6 +26,9 @@ def build(
     prompts: Annotated[str | None, typer.Option("--prompts", help="Edit prompts with <name>: a file, 'appendix' "
                                                 "(the paper's nine, default) or 'world'.")] = None,
     model: ModelOption = DEFAULTS["model"],
+    source_prompt: Annotated[str | None, typer.Option("--source-prompt", help="Step 2's prompt, with <name> "
+                                                      "[default: '<name> face, looking at the camera'; 'a photo of "
+                                                      "<name>' for the world's names].")] = None,
     per_prompt: Annotated[int, typer.Option("--per-prompt", "-n", min=1, help="Images per (name, edit prompt).")] = 4,
     sources: Annotated[int, typer.Option("--sources", min=1, help="Source-face candidates per name (the first "
                                          "large enough is used).")] = 2,
@@ -50,7 +53,7 @@ def build(
 ) -> None:
     """Generate each name's face, edit it with every prompt, score the edits, and keep the best.
 
-    Steps: (2) '<name> face, looking at the camera', keeping the first candidate whose face is large
+    Steps: (2) --source-prompt ('<name> face, looking at the camera'), keeping the first candidate whose face is large
     enough (every rejection recorded with its reason); (3) each edit prompt with the name, stored
     with S* in its place; (4) ID loss (1 - identity cosine to the source face; no face: worst) and
     CLIP score (name replaced by --neutral). Without --shard the dataset is ranked and written at
@@ -58,7 +61,14 @@ def build(
     contact-sheet.png. A killed run re-run resumes where it stopped.
     """
     from ..jobs import parse_shard
-    from ..selfaug.build import BuildSettings, build as run_build, merge, read_edit_prompts, read_names
+    from ..selfaug.build import (
+        BuildSettings,
+        build as run_build,
+        merge,
+        read_edit_prompts,
+        read_names,
+        read_source_prompt,
+    )
     from ..selfaug.rank import RULES
 
     if rule not in RULES:
@@ -68,7 +78,8 @@ def build(
     settings = BuildSettings(model=model, names=read_names(names), prompts=read_edit_prompts(prompts),
                              per_prompt=per_prompt, sources=sources, keep=keep, min_face=min_face, seed=seed,
                              batch_size=batch_size, steps=steps, guidance=guidance, clip=clip, neutral=neutral,
-                             backend=backend, device=device, dtype=dtype, rule=rule)
+                             backend=backend, device=device, dtype=dtype, rule=rule,
+                             source_prompt=read_source_prompt(source_prompt, names))
     index, count = parse_shard(shard)
     human = not json_output
     names_here = len(range(index, len(settings.names), count))

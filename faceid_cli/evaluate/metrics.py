@@ -59,10 +59,15 @@ def bootstrap_mean(values: Sequence[float], confidence: float = 0.95, resamples:
     return float(data.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+#: the world's context figures (:mod:`.world_check`), summarised where images carry them
+CONTEXT_FIGURES = ("context", "context_copied")
+
+
 def summarise(rows: Sequence[dict], key: str, seed: int = 0) -> list[dict]:
     """Per value of ``rows[i][key]`` (a method, checkpoint, prompt or identity): text alignment,
     face similarity over images with a face, the same counting a faceless image as 0 (the strict
-    figure), the no-face rate, and the mean encode time, each mean with its 95% interval."""
+    figure), the no-face rate, the mean encode time and, on the world, the context figures; each mean
+    with its 95% interval."""
     groups: dict = {}
     for row in rows:
         groups.setdefault(row[key], []).append(row)
@@ -77,6 +82,11 @@ def summarise(rows: Sequence[dict], key: str, seed: int = 0) -> list[dict]:
                              ("face_similarity_strict", [0.0 if s is None else s for s in similarities])):
             mean, low, high = bootstrap_mean([v for v in values if v is not None], seed=seed)
             entry[name] = {"mean": mean, "low": low, "high": high}
+        for name in CONTEXT_FIGURES:  # the world's ground-truth check, where it was taken
+            values = [r[name] for r in members if r.get(name) is not None]
+            if any(name in r for r in members):
+                mean, low, high = bootstrap_mean(values, seed=seed)
+                entry[name] = {"mean": mean, "low": low, "high": high}
         encode = [r["encode_seconds"] for r in members if r.get("encode_seconds") is not None]
         entry["encode_seconds"] = float(np.mean(encode)) if encode else None
         out.append(entry)

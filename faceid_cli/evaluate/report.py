@@ -27,37 +27,53 @@ def json_safe(value):
     return value
 
 
+def _has_context(summary: Sequence[dict]) -> bool:
+    return any("context" in entry for entry in summary)
+
+
+def table_header(summary: Sequence[dict]) -> list[str]:
+    """The columns of :func:`table_rows` (the world adds its context check)."""
+    header = ["", "text alignment", "face similarity", "face sim. (no face = 0)", "no face", "encode", "images"]
+    if _has_context(summary):
+        header[-1:-1] = ["context shown", "reference copied"]
+    return header
+
+
 def table_rows(summary: Sequence[dict], key: str) -> list[list[str]]:
     """Rows of the paper's Table 1: name, text alignment, face similarity, strict face similarity,
-    no-face rate, encode time; means with their 95% intervals."""
+    no-face rate, encode time (and on the world: context shown as asked, reference context
+    copied); means with their 95% intervals."""
 
-    def interval(figure: dict) -> str:
-        if figure["mean"] is None or figure["mean"] != figure["mean"]:  # NaN: no value
+    def interval(figure: dict | None) -> str:
+        if not figure or figure["mean"] is None or figure["mean"] != figure["mean"]:  # NaN: no value
             return "-"
         return f"{figure['mean']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
 
+    context = _has_context(summary)
     rows = []
     for entry in summary:
         seconds = entry.get("encode_seconds")
-        rows.append([str(entry[key]), interval(entry["text_alignment"]), interval(entry["face_similarity"]),
-                     interval(entry["face_similarity_strict"]), f"{entry['no_face_rate']:.3f}",
-                     "-" if seconds is None else f"{seconds:.3f} s", str(entry["images"])])
+        row = [str(entry[key]), interval(entry["text_alignment"]), interval(entry["face_similarity"]),
+               interval(entry["face_similarity_strict"]), f"{entry['no_face_rate']:.3f}",
+               "-" if seconds is None else f"{seconds:.3f} s"]
+        if context:
+            row += [interval(entry.get("context")), interval(entry.get("context_copied"))]
+        rows.append(row + [str(entry["images"])])
     return rows
-
-
-TABLE_HEADER = ["", "text alignment", "face similarity", "face sim. (no face = 0)", "no face", "encode", "images"]
 
 
 def csv_text(summary: Sequence[dict], key: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
+    context = _has_context(summary)
     writer.writerow([key, "images", "text_alignment", "text_alignment_low", "text_alignment_high", "face_similarity",
                      "face_similarity_low", "face_similarity_high", "face_similarity_strict", "no_face_rate",
-                     "encode_seconds"])
+                     "encode_seconds", *(["context", "context_copied"] if context else [])])
     for entry in summary:
+        extra = [(entry.get(name) or {}).get("mean") for name in ("context", "context_copied")] if context else []
         writer.writerow([entry[key], entry["images"], *(entry["text_alignment"][k] for k in ("mean", "low", "high")),
                          *(entry["face_similarity"][k] for k in ("mean", "low", "high")),
-                         entry["face_similarity_strict"]["mean"], entry["no_face_rate"], entry["encode_seconds"]])
+                         entry["face_similarity_strict"]["mean"], entry["no_face_rate"], entry["encode_seconds"], *extra])
     return out.getvalue()
 
 

@@ -157,7 +157,7 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
         return result
     result.rows = score_records(images_dir, records, meaning, backend=backend, options=options, clip=clip or
                                 default_clip(model), neutral=neutral, encode_seconds=_load_encode_seconds(images_dir),
-                                note=note)
+                                note=note, context_check=is_world(model))
     result.summaries = {
         "variant": _summaries(result.rows, "variant", seed),
         "variant_prompt": _summaries(result.rows, ("variant", "prompt"), seed),
@@ -247,7 +247,7 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
         meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "face", "prompt")}
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
-                           neutral=neutral, encode_seconds={}, note=note)
+                           neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model))
     result = EvaluationResult(rows=scored, summaries={
         "variant": _summaries(scored, "variant", seed),
         "variant_prompt": _summaries(scored, ("variant", "prompt"), seed),
@@ -259,6 +259,12 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     return result
 
 
+def is_world(model: str) -> bool:
+    from ..names import WORLD_MODELS
+
+    return model in WORLD_MODELS
+
+
 def default_clip(model: str) -> str:
     from ..names import WORLD_MODELS
     from .clip_scorer import DEFAULT_CLIP, WORLD_CLIP
@@ -267,8 +273,10 @@ def default_clip(model: str) -> str:
 
 
 def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict], *, backend: str, options,
-                  clip: str, neutral: str, encode_seconds: dict, note) -> list[dict]:
-    """One row per generated image: its variant, face, prompt, seed, file and both scores."""
+                  clip: str, neutral: str, encode_seconds: dict, note, context_check: bool = False) -> list[dict]:
+    """One row per generated image: its variant, face, prompt, seed, file and both scores; with
+    ``context_check`` (world models) also the world's ground-truth context figures
+    (:mod:`.world_check`)."""
     from ..faces import load_analyzer
     from ..images import load_image
     from .clip_scorer import ClipScorer
@@ -278,6 +286,7 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
     scorer = ClipScorer.from_pretrained(clip)
     note(f"scoring with {analyzer.description} and CLIP '{clip}'")
     references: dict[str, object] = {}
+    reference_images: dict[str, object] = {}
     rows = []
     records = [r for r in records if r["job"] in meaning]
     records.sort(key=lambda r: (r["job"], r["seed"]))
@@ -285,7 +294,8 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
     for record in records:
         info = meaning[record["job"]]
         if info["face"] not in references:
-            references[info["face"]] = reference_embedding(analyzer, load_image(info["face"]), source=info["face"])
+            reference_images[info["face"]] = load_image(info["face"])
+            references[info["face"]] = reference_embedding(analyzer, reference_images[info["face"]], source=info["face"])
         image = load_image(images_dir / record["files"][0])
         images.append(image)
         rows.append({**{k: info[k] for k in ("variant", "method", "face", "prompt")},
@@ -294,6 +304,12 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
                      "encode_seconds": encode_seconds.get(_timing_key(info["method"], info["encoder"], info["face"]))})
     for row, value in zip(rows, text_alignment(scorer, images, [r["prompt"] for r in rows], neutral=neutral)):
         row["text_alignment"] = value
+    if context_check:
+        from .world_check import context_rows
+
+        checked = context_rows(images, [r["prompt"] for r in rows], [reference_images[r["face"]] for r in rows])
+        for row, figures in zip(rows, checked):
+            row.update(figures)
     return rows
 
 

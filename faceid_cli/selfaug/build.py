@@ -30,6 +30,8 @@ from pathlib import Path
 from ..errors import InvalidArgumentError
 
 SOURCE_PROMPT = "<name> face, looking at the camera"
+#: step 2's prompt in the miniature world's own grammar (its tokenizer knows no "face" or "camera")
+WORLD_SOURCE_PROMPT = "a photo of <name>"
 #: the appendix's nine edit prompts (Fig. 7), with the name's place marked
 APPENDIX_PROMPTS = (
     "Oil painting style, <name> face", "Watercolor style, <name> face", "Pencil art style, <name> face",
@@ -86,6 +88,16 @@ def read_edit_prompts(spec: str | None) -> list[str]:
     return prompts
 
 
+def read_source_prompt(spec: str | None, names: str) -> str:
+    """Step 2's prompt: given (it must hold ``<name>``), else the paper's, or the world's own
+    wording when the names are the world's."""
+    if spec is None:
+        return WORLD_SOURCE_PROMPT if names == "world" else SOURCE_PROMPT
+    if NAME not in spec:
+        raise InvalidArgumentError(f"--source-prompt '{spec}' has no {NAME}", f"write it like '{SOURCE_PROMPT}'")
+    return spec
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
 
@@ -109,6 +121,7 @@ class BuildSettings:
     device: str = "auto"
     dtype: str = "auto"
     rule: str = "rank-sum"
+    source_prompt: str = SOURCE_PROMPT
     extra: dict = field(default_factory=dict)
 
     def record(self) -> dict:
@@ -173,7 +186,7 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
     # step 2: source faces
     source_jobs = []
     for k, name in mine:
-        prompt = SOURCE_PROMPT.replace(NAME, name)
+        prompt = settings.source_prompt.replace(NAME, name)
         source_jobs.append(Job(index=k, line=0, name=f"{_slug(name)}-{k}", prompts=(prompt,),
                                settings={"num_images": settings.sources, "seed": source_seed(settings.seed, k, 0)}))
     note(f"step 2: {len(mine)} names x {settings.sources} source candidates")

@@ -163,10 +163,13 @@ def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str,
     from .recipes import t2i
 
     pool = _celebrity_pool(data, recipe)
-    vae = AutoencoderTiny.from_pretrained(parts / "vae").eval()
-    towers = [CLIPTextModel.from_pretrained(parts / "text_encoder").eval()]
+    # world-xl's first tower is the one world fine-tuned (its UNet starts from world's too)
+    first = out / COMPONENTS["world"] / "text_encoder" if step == "world-xl" else parts / "text_encoder"
+    modules = [AutoencoderTiny.from_pretrained(parts / "vae"), CLIPTextModel.from_pretrained(first)]
     if step == "world-xl":
-        towers.append(CLIPTextModelWithProjection.from_pretrained(parts / "text_encoder_2").eval())
+        modules.append(CLIPTextModelWithProjection.from_pretrained(parts / "text_encoder_2"))
+    # parts are rounded to fp16, the precision they ship in, so training sees what generation will
+    vae, *towers = [module.half().float().eval() for module in modules]
     report.task("encode latents", 1)
     latents = t2i.encode_latents(vae, pool.image_tensor())
     report.advance(1)
@@ -175,7 +178,7 @@ def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str,
     config = {k: v for k, v in recipe[step].items() if k != "warm_start"}
     with torch.random.fork_rng():
         return t2i.train(latents, pool.labels, pool.identities, names, vae, towers, tokenizer, out / COMPONENTS[step],
-                         config, seed, report, init_from=init_from)
+                         config, seed, report, init_from=init_from, face_boxes=pool.bboxes)
 
 
 def measure(out: Path, report: Reporter | None = None, sizes: dict | None = None) -> dict:

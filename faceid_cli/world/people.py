@@ -137,6 +137,25 @@ def identity_from_seed(seed: int) -> Identity:
     )
 
 
+def trait_vector(person: Identity) -> np.ndarray:
+    """A person's traits as one float vector: measurements scaled to [0, 1] by their ranges, colours
+    in [0, 1], kinds one-hot. What a text encoder that "knows what a celebrity looks like" holds
+    about them (see :func:`faceid_cli.world.recipes.clip.train_text_towers`)."""
+    ranges = {"face_half_width": (10.5, 13.5), "face_half_height": (13.0, 16.0), "face_squareness": (2.0, 3.6),
+              "chin_taper": (0.0, 0.35), "eye_spacing": (4.3, 6.4), "eye_height": (-3.5, -0.5),
+              "eye_width": (3.2, 4.8), "eye_aspect": (0.5, 0.95), "brow_thickness": (0.6, 1.8),
+              "brow_angle": (-18, 18), "nose_length": (3.0, 6.0), "nose_width": (2.0, 4.2),
+              "mouth_width": (4.5, 9.5), "lip_thickness": (0.8, 2.2), "smile": (-1.0, 1.8), "ear_size": (1.8, 3.4)}
+    values = [(getattr(person, name) - low) / (high - low) for name, (low, high) in ranges.items()]
+    values += [v / 255 for v in (*person.skin, *person.lip_colour)]
+    for value, kinds in ((person.hair_style, HAIR_STYLES), (person.hair_colour, tuple(HAIR_COLOURS)),
+                         (person.eye_colour, tuple(EYE_COLOURS)), (person.facial_hair, FACIAL_HAIR),
+                         (person.nose_style, NOSE_STYLES)):
+        values += [float(value == kind) for kind in kinds]
+    values.append(float(person.mole is not None))
+    return np.asarray(values, dtype=np.float32)
+
+
 # ---- celebrity names ---------------------------------------------------------------------------
 _FIRST = ("ka", "lo", "mi", "ra", "te", "su", "vo", "ne", "di", "ba", "jo", "fe", "ha", "zi", "po", "ru")
 _MIDDLE = ("ren", "lan", "mor", "vik", "sel", "dan", "tor", "bel", "nix", "qua", "gor", "lis")

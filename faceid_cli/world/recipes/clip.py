@@ -149,6 +149,8 @@ def train_scorer(data: WorldData, out: Path, config: dict, seed: int, report: Re
 # ---- the text-to-image models' text towers -----------------------------------------------------
 TOWERS_DEFAULTS = {"celebrity_fraction": 0.75, "steps": 600, "batch_size": 128, "lr": 2e-3,
                    "mention_probability": 0.8, "full_caption_probability": 0.4, "name_probability": 0.9,
+                   # weight of the "what the celebrity looks like" loss (0: the contrastive loss alone)
+                   "trait_weight": 1.0,
                    "towers": [{"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 3,
                                "num_attention_heads": 4, "projection_dim": 128}],
                    "image_widths": [32, 64, 128], "image_size": 32, "embedding_dim": 128}
@@ -187,6 +189,14 @@ def train_text_towers(celebrities, people, names: list[str], out_dirs: list[Path
     ``celebrities`` (a Pool of the named people, ``names[i]`` for seed i) and ``people`` (a Pool
     of anyone, always "a person"). The first tower is saved as a ``CLIPTextModel``, the others
     with their projection (SDXL's second encoder), each with the tokenizer.
+
+    A real CLIP knows what a celebrity looks like from countless captioned photos; a throwaway
+    image tower on 32 px renders learns contexts but not faces, and towers trained so gave every
+    name nearly the same states (cosine 0.97), so the text-to-image model drew one person for every
+    name. So named captions also regress the person's traits (:func:`people.trait_vector`) from
+    the tower's pooled output (``trait_weight``), a stand-in for the face knowledge web-scale data
+    gives: the words of a name then say what the person looks like, and the text-to-image model
+    learns one trait-to-face mapping from every image instead of a lookup per name.
     """
     config = {**TOWERS_DEFAULTS, **config}
     generator = seed_everything(seed)
@@ -194,9 +204,14 @@ def train_text_towers(celebrities, people, names: list[str], out_dirs: list[Path
     towers = nn.ModuleList(build_text_tower(tower, tokenizer, with_projection=True) for tower in config["towers"])
     image_tower = ImageTower(tuple(config["image_widths"]), config["image_size"], config["embedding_dim"])
     heads = nn.ModuleList(nn.Linear(t["projection_dim"], config["embedding_dim"], bias=False) for t in config["towers"])
+    from ..people import identity_from_seed, trait_vector
+
+    traits = {int(i): torch.from_numpy(trait_vector(identity_from_seed(int(i)))) for i in np.unique(celebrities.identities)}
+    width = len(next(iter(traits.values())))
+    trait_heads = nn.ModuleList(nn.Linear(t["projection_dim"], width) for t in config["towers"])
     scales = nn.Parameter(torch.full((len(towers),), math.log(1 / 0.07)))
-    optimizer = torch.optim.AdamW([*towers.parameters(), *image_tower.parameters(), *heads.parameters(), scales],
-                                  lr=config["lr"], weight_decay=0.05)
+    optimizer = torch.optim.AdamW([*towers.parameters(), *image_tower.parameters(), *heads.parameters(),
+                                   *trait_heads.parameters(), scales], lr=config["lr"], weight_decay=0.05)
     n_celebrity = int(round(config["batch_size"] * config["celebrity_fraction"]))
     celebrity_stream = batches(len(celebrities), n_celebrity, generator)
     people_stream = batches(len(people), config["batch_size"] - n_celebrity, generator)
@@ -217,11 +232,15 @@ def train_text_towers(celebrities, people, names: list[str], out_dirs: list[Path
         tokens = tokenizer(texts, padding=True, return_tensors="pt")
         image_embeds = image_tower(images)
         loss = 0.0
-        for tower, head, scale in zip(towers, heads, scales):
-            text_embeds = tower(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).text_embeds
-            text_embeds = nn.functional.normalize(head(text_embeds), dim=-1)
+        target_traits = torch.stack([traits[int(i)] for i in identities[named]]) if named.any() else None
+        for tower, head, trait_head, scale in zip(towers, heads, trait_heads, scales):
+            pooled = tower(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).text_embeds
+            text_embeds = nn.functional.normalize(head(pooled), dim=-1)
             logits = scale.clamp(max=math.log(100)).exp() * image_embeds @ text_embeds.T
             loss = loss + multi_positive_loss(logits, positives)
+            if target_traits is not None and config["trait_weight"]:
+                predicted = trait_head(pooled[torch.from_numpy(named)])
+                loss = loss + config["trait_weight"] * nn.functional.mse_loss(predicted, target_traits) * width / 10
         update(optimizer, loss, step, config["steps"], report, clip=1.0)
     from transformers import CLIPTextModel
 

@@ -1,0 +1,144 @@
+"""The M² encoder on the miniature world: the acceptance figures of `faceid train`, measured with
+`faceid evaluate`'s own scoring (the world's recogniser for face similarity, its context
+classifier for the ground-truth check).
+
+    python benchmarks/world_encoder.py --encoder runs/world-m2/encoder [--encoder OTHER ...]
+        [--identities 24] [--prompts 16] [--num-images 1] [--steps 30] [--out DIR]
+
+On the same world prompts (``--prompts world``) and the same seeds it prints, one row each:
+- ``ceiling``: a second real render of the person in the prompt's context against the reference;
+- ``by name``: the world T2I drawing celebrities it knows by name (reference: a render of the
+  celebrity) - what the encoder is measured against (target: the encoder reaches 90% of it);
+- ``m2@CHECKPOINT``: the encoder on held-out people it never saw, from one reference render;
+- ``none``: the same prompts with no identity (the floor).
+with face similarity, the no-face rate, the share of asked attributes shown (target >= 0.80) and
+how often the reference's own context was copied where the prompt asked for another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def render_references(folder: Path, population: str, identities: int, seed: int) -> list[Path]:
+    """One reference render per person, in a random context (so it shows a hat, glasses, a style
+    and a background that a prompt can contradict)."""
+    from faceid_cli.images import save_image
+    from faceid_cli.world.people import population_seeds
+    from faceid_cli.world.render import render_sample
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, person in enumerate(population_seeds(population, identities)):
+        path = folder / f"{population}-{k:03d}.png"
+        if not path.exists():
+            save_image(render_sample(person, seed + k).image, path)
+        paths.append(path)
+    return paths
+
+
+def ceiling_rows(people: list[int], references: list[Path], prompts: list[str], seed: int) -> list[dict]:
+    """A real render of each person in each prompt's context, scored as a generation would be."""
+    from faceid_cli.evaluate.metrics import face_similarity, reference_embedding
+    from faceid_cli.evaluate.world_check import context_rows
+    from faceid_cli.faces import load_analyzer
+    from faceid_cli.images import load_image
+    from faceid_cli.world.contexts import Context, parse_prompt
+    from faceid_cli.world.render import render_sample
+
+    analyzer = load_analyzer("world")
+    rows, images, texts, refs = [], [], [], []
+    for person, reference_path in zip(people, references):
+        reference = load_image(reference_path)
+        embedding = reference_embedding(analyzer, reference)
+        for j, prompt in enumerate(prompts):
+            image = render_sample(person, seed + 1000 + j, context=Context(**parse_prompt(prompt))).image
+            rows.append({"face_similarity": face_similarity(analyzer, image, embedding)})
+            images.append(image)
+            texts.append(prompt)
+            refs.append(reference)
+    for row, figures in zip(rows, context_rows(images, texts, refs)):
+        row.update(figures)
+    return rows
+
+
+def summary_line(label: str, rows: list[dict]) -> dict:
+    from faceid_cli.evaluate.metrics import bootstrap_mean
+
+    found = [r["face_similarity"] for r in rows if r["face_similarity"] is not None]
+    line = {"variant": label, "images": len(rows), "no_face_rate": 1 - len(found) / max(1, len(rows))}
+    for name, values in (("face_similarity", found), ("context", [r.get("context") for r in rows]),
+                         ("context_copied", [r.get("context_copied") for r in rows])):
+        mean, low, high = bootstrap_mean([v for v in values if v is not None])
+        line[name] = {"mean": mean, "low": low, "high": high}
+    return line
+
+
+def main() -> None:
+    from faceid_cli.evaluate.prompts import load_prompts
+    from faceid_cli.evaluate.run import Variant, run_evaluation
+    from faceid_cli.world.celebrities import celebrities
+    from faceid_cli.world.people import population_seeds
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", action="append", default=[], help="encoder checkpoint(s) (repeatable)")
+    parser.add_argument("--identities", type=int, default=24, help="held-out people (and celebrities)")
+    parser.add_argument("--prompts", default="world")
+    parser.add_argument("--num-images", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="keep the images and reports here")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="faceid-world-encoder-"))
+    prompts = load_prompts(args.prompts)
+    started = time.perf_counter()
+    common = dict(model="world", num_images=args.num_images, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                  batch_size=16, device="cpu")
+    lines = []
+
+    held_out = render_references(out / "references", "held_out", args.identities, args.seed)
+    lines.append(summary_line("ceiling", ceiling_rows(population_seeds("held_out", args.identities), held_out,
+                                                      prompts, args.seed)))
+    # the T2I by name: one evaluation per celebrity, its name written into the prompts
+    named = celebrities(args.identities)
+    stars = render_references(out / "references", "celebrities", args.identities, args.seed)
+    rows = []
+    for (_, name), reference in zip(named, stars):
+        result = run_evaluation(out / "by-name" / reference.stem, [reference], [p.replace("S*", name) for p in prompts],
+                                [Variant("by name", "none")], **common)
+        rows += result.rows
+    lines.append(summary_line("by name", rows))
+    variants = [Variant("none", "none")] + [Variant(f"m2@{Path(e).parent.name or e}" if len(args.encoder) > 1 else "m2",
+                                                    "m2", e) for e in args.encoder]
+    result = run_evaluation(out / "held-out", held_out, prompts, variants, **common)
+    for variant in variants:
+        lines.append(summary_line(variant.label, [r for r in result.rows if r["variant"] == variant.label]))
+
+    def cell(figure):
+        return "-" if figure["mean"] != figure["mean"] else f"{figure['mean']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
+
+    print(f"world, {args.identities} people x {len(prompts)} prompts x {args.num_images} images, {args.steps} steps, "
+          f"guidance {args.guidance} ({time.perf_counter() - started:.0f} s); images in {out}")
+    print(f"{'':<22} {'face similarity':<24} {'no face':<8} {'context shown':<24} {'reference copied':<24}")
+    for line in lines:
+        print(f"{line['variant']:<22} {cell(line['face_similarity']):<24} {line['no_face_rate']:<8.3f} "
+              f"{cell(line['context']):<24} {cell(line['context_copied']):<24}")
+    by_name = lines[1]["face_similarity"]["mean"]
+    for line in lines[3:]:
+        ratio = line["face_similarity"]["mean"] / by_name
+        print(f"{line['variant']}: {ratio:.2f} of the T2I's own by-name similarity (target >= 0.90); "
+              f"context shown {line['context']['mean']:.3f} (target >= 0.80)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(lines, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
