@@ -18,8 +18,8 @@ from pathlib import Path
 
 
 def main() -> None:
-    from faceid_cli.selfaug.build import (SOURCE_PROMPT, BuildSettings, _slug, build, edit_seed, merge,
-                                          read_edit_prompts, source_seed)
+    from faceid_cli.selfaug.build import (BuildSettings, _slug, build, edit_seed, merge, read_edit_prompts,
+                                          read_source_prompt, source_seed)
     from faceid_cli.world.celebrities import celebrities
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,13 +32,14 @@ def main() -> None:
     names = [name for _, name in celebrities(args.names)]
     prompts = read_edit_prompts("world")[:4]
     settings = BuildSettings(model=args.model, names=names, prompts=prompts, per_prompt=args.per_prompt, sources=1,
-                             steps=args.steps, guidance=5.0, batch_size=args.batch_size)
+                             steps=args.steps, guidance=5.0, batch_size=args.batch_size,
+                             source_prompt=read_source_prompt(None, "world"))
     work = Path(tempfile.mkdtemp(prefix="selfaug-bench-"))
     try:
         # batch first: the same prompts and seeds, as a jobs file
         jobs = []
         for k, name in enumerate(names):
-            jobs.append({"prompt": SOURCE_PROMPT.replace("<name>", name), "name": f"{_slug(name)}-{k}",
+            jobs.append({"prompt": settings.source_prompt.replace("<name>", name), "name": f"{_slug(name)}-{k}",
                          "seed": source_seed(0, k, 0), "num_images": 1})
             for p, template in enumerate(prompts):
                 jobs.append({"prompt": template.replace("<name>", name), "name": f"{_slug(name)}-{k}/p{p:02d}",

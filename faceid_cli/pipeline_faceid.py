@@ -90,6 +90,7 @@ class FaceIDPipeline:
         ref = resolve_model(model)
         check_model_available(ref, allow_download)
         if method != "none":
+            encoder = encoder if encoder is not None else shipped_encoder(ref, method)
             require_encoder(ref, encoder)
         if isinstance(encoder, (str, os.PathLike)) and not Path(encoder).exists():
             raise MissingModelError(f"encoder checkpoint '{encoder}' not found", "check the --encoder path")
@@ -331,10 +332,22 @@ def load_identity_encoder(model: str, encoder_path, method: str, dims: tuple[int
     if method == "none":
         raise InvalidArgumentError("method 'none' uses no identity", "use --method m2 or clip-image")
     ref = resolve_model(model)
+    encoder_path = encoder_path if encoder_path is not None else shipped_encoder(ref, method)
     require_encoder(ref, encoder_path)
     if encoder_path is None:
         dims = dims or TINY_WORD_DIMS[ref.location]
     return _load_or_build_encoder(encoder_path, method, dims)
+
+
+def shipped_encoder(ref, method: str) -> Path | None:
+    """The encoder faceid ships for ``ref``, used when none is given: the world's trained M²
+    encoder for ``--model world`` (made by ``faceid train configs/world.toml``); None elsewhere."""
+    if method != "m2" or ref.name != "world":
+        return None
+    from .world import component_path
+
+    path = component_path("m2-encoder", check=False)
+    return path if path.is_dir() else None
 
 
 def require_encoder(ref, encoder_path) -> None:

@@ -29,7 +29,7 @@ def quick_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
     work = tmp_path_factory.mktemp("work")
     every = [arg for step in ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers",
-                              "world", "world-xl") for arg in ("--only", step)]
+                              "world", "world-xl", "m2-encoder") for arg in ("--only", step)]
     result = CliRunner().invoke(app, ["world", "build", "--quick", "--no-measure", "-o", str(out), "--work-dir",
                                       str(work), "--json", *every])
     assert result.exit_code == 0, result.output
@@ -60,7 +60,7 @@ def test_a_plain_build_makes_what_ships():
     from faceid_cli.world import SHIPPED
     from faceid_cli.world.build import DEFAULT_STEPS
 
-    written = {"recogniser", "detector", "classifier", "face-vit", "clip", "world"} & set(DEFAULT_STEPS)
+    written = {"recogniser", "detector", "classifier", "face-vit", "clip", "world", "m2-encoder"} & set(DEFAULT_STEPS)
     assert written == set(SHIPPED) and "world-xl" not in DEFAULT_STEPS
 
 
@@ -97,3 +97,18 @@ def test_the_t2i_fine_tunes_its_pretrained_text_tower_and_world_xl_starts_from_i
     assert name in moved and len(moved) > len(part) // 2
     # world-xl fine-tunes further from world's tower: closer to it than to the part it came from
     assert (xl[name].float() - shipped[name].float()).norm() < (xl[name].float() - part[name].float()).norm()
+
+
+def test_the_shipped_world_config_is_the_build_recipes():
+    """configs/world.toml (what a user runs) and the build's encoder step train the same way."""
+    from pathlib import Path
+
+    from faceid_cli.train.config import DEFAULTS, load_config, merge
+    from faceid_cli.world.recipes.encoder import TRAIN_CONFIG
+
+    shipped = load_config(Path(__file__).resolve().parent.parent / "configs" / "world.toml")
+    recipe = merge(DEFAULTS, TRAIN_CONFIG)
+    for config in (shipped, recipe):
+        config["data"].pop("reconstruction")
+        config["output"].pop("dir")
+    assert shipped == recipe

@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
+from ..world import BUILD_STEPS
 from ._common import JsonOption, new_app, note, print_json, stdout_console
 
 app = new_app(name="world", help="The miniature identity world: procedural people and models trained on "
               "them from scratch (build, render, names).")
 
 POPULATIONS = ("celebrities", "reconstruction", "recogniser", "backbone", "held_out")
-BUILD_STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl")
 
 
 def _complete(names):
@@ -41,8 +41,9 @@ def build(
 
     Deterministic on a CPU: the same recipe gives the same weights. Steps in order: the
     evaluation recogniser, the face detector, the context classifier, the encoder's face ViT,
-    the VAE, the world's CLIP, the text encoders, then the world text-to-image model; each is
-    written to its folder, then the world is measured into summary.json. world-xl (the SDXL-shaped
+    the VAE, the world's CLIP, the text encoders, the world text-to-image model, then the M²
+    encoder trained on it ('faceid train' with the world's config); each is written to its
+    folder, then the world is measured into summary.json. world-xl (the SDXL-shaped
     model) is built only when --only names it: it does not fit the 20 MB the repository ships.
     """
     from ..errors import InvalidArgumentError

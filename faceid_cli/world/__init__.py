@@ -30,8 +30,12 @@ COMPONENTS = {
     "detector": "detector",  # face detector with five landmarks
     "classifier": "context-classifier",  # ground-truth context check
     "face-vit": "face-vit",  # arcface_torch-layout FaceViT: the M² encoder's backbone
+    "m2-encoder": "m2-encoder",  # the M² encoder trained on world (faceid train configs/world.toml)
 }
 SUMMARY_NAME = "summary.json"
+#: ``faceid world build``'s steps in build order (each step's seed follows from its place here)
+BUILD_STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl",
+               "m2-encoder")
 #: what ships in the repository. world-xl does not, yet: with it the world comes to 25.6 MB (from the
 #: parameter counts) against a 20 MB budget (its UNet and two text towers are 8.6 MB); it is built on request
 #: (:data:`BUILD_WORLD_XL`), and the quick build in the tests covers its code paths.

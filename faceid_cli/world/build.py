@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import COMPONENTS, SUMMARY_NAME
+from . import BUILD_STEPS, COMPONENTS, SUMMARY_NAME
 from .celebrities import NUM_CELEBRITIES, celebrities, training_jobs
 from .recipes.common import Reporter, WorldData
 
@@ -41,9 +41,11 @@ RECIPE: dict = {
     "world": {"steps": 2400},
     # world-xl starts from world's UNet (warm_start) and fine-tunes to its two towers
     "world-xl": {"steps": 400, "warm_start": True},
+    # faceid train on world (recipes/encoder.py holds the config configs/world.toml repeats)
+    "m2-encoder": {},
 }
 #: build order; each step names the components it writes
-STEPS = ("recogniser", "detector", "classifier", "face-vit", "vae", "clip", "text_towers", "world", "world-xl")
+STEPS = BUILD_STEPS
 #: what a plain build makes: everything that ships (world-xl only on request, see ``world.SHIPPED``)
 DEFAULT_STEPS = tuple(step for step in STEPS if step != "world-xl")
 
@@ -53,11 +55,12 @@ def quick_recipe(recipe: dict, factor: float = 0.002, population: int = 24) -> d
     quick = copy.deepcopy(recipe)
     quick["celebrities"] = min(quick["celebrities"], 8)
     quick["celebrity_images"] = 6
-    from .recipes import backbone, classifier, clip, detector, recogniser, t2i, vae
+    from .recipes import backbone, classifier, clip, detector, encoder, recogniser, t2i, vae
 
     defaults = {"recogniser": recogniser.DEFAULTS, "detector": detector.DEFAULTS, "classifier": classifier.DEFAULTS,
                 "face-vit": backbone.DEFAULTS, "vae": vae.DEFAULTS, "clip": clip.SCORER_DEFAULTS,
-                "text_towers": clip.TOWERS_DEFAULTS, "world": t2i.DEFAULTS, "world-xl": t2i.DEFAULTS}
+                "text_towers": clip.TOWERS_DEFAULTS, "world": t2i.DEFAULTS, "world-xl": t2i.DEFAULTS,
+                "m2-encoder": encoder.DEFAULTS}
     for name, base in defaults.items():
         section = quick[name]
         merged = {**base, **section}
@@ -77,7 +80,7 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
     ``work_dir`` keeps the rendered pools and the parts that ship only inside the pipelines (VAE,
     text encoders), so a later ``only=...`` build can reuse them.
     """
-    from .recipes import backbone, classifier, clip, detector, recogniser, t2i, vae
+    from .recipes import backbone, classifier, clip, detector, encoder, recogniser, t2i, vae
     from .tokenizer import build_tokenizer
 
     recipe = copy.deepcopy(recipe or RECIPE)
@@ -125,6 +128,8 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
                 step_seed, report, tokenizer)
         elif step in ("world", "world-xl"):
             run(step, _train_t2i, data, out, parts, recipe, step, step_seed, report, tokenizer)
+        elif step == "m2-encoder":
+            run(step, encoder.train, out, work_dir, recipe["m2-encoder"], step_seed, report)
     if measure:
         from .quality import measure_world
 
@@ -134,6 +139,8 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
         old = json.loads(previous.read_text(encoding="utf-8"))
         for key in ("components", "seconds"):
             summary[key] = {**old.get(key, {}), **summary[key]}
+        if "quality" not in summary and "quality" in old:  # not measured this time: keep the last figures
+            summary["quality"] = old["quality"]
     from ..images import atomic_output
 
     with atomic_output(out / SUMMARY_NAME) as tmp:

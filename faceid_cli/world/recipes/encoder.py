@@ -1,0 +1,87 @@
+"""The world's M² encoder: ``faceid train`` itself, run as the last step of the world's build.
+
+The encoder learns on the world's text-to-image model (frozen) from renders of the
+``reconstruction`` population, a population no other model of the world saw, exactly as a user's
+``faceid train configs/world.toml`` would: :data:`TRAIN_CONFIG` is the one home of that config's
+values (a test keeps ``configs/world.toml`` equal to it). The build runs it with every world
+component read from the folder being built, and ships the final encoder in fp16.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+from .common import Reporter
+
+#: the world's training config (configs/world.toml says the same, with the data path a user renders)
+TRAIN_CONFIG: dict = {
+    "model": {"base": "world", "backbone": "world:face-vit", "num_words": 2, "hidden_dim": 256},
+    "data": {
+        # captions in the world's own words; like FFHQ's they say nothing of the picture's context,
+        # which is how an encoder learns to copy it (the editability failure)
+        "templates": ["a photo of S*", "S*"],
+        "resolution": 64, "cache_latents": True,
+    },
+    "train": {"steps": 1500, "batch_size": 32, "micro_batch_size": 32, "learning_rate": 1e-3,
+              "lr_warmup_steps": 100, "device": "cpu"},
+    "output": {"checkpoint_every": 500, "validate_every": 500, "log_every": 10},
+}
+#: the build step's own numbers: the reconstruction pool's size, and the training length
+DEFAULTS = {"identities": 2000, "per_identity": 2, "steps": TRAIN_CONFIG["train"]["steps"],
+            "batch_size": TRAIN_CONFIG["train"]["batch_size"]}
+
+
+def training_config(data: Path, out: Path, config: dict, seed: int) -> dict:
+    """The resolved ``faceid train`` config for a build: :data:`TRAIN_CONFIG` on ``data``."""
+    from ...train.config import check, merge
+    from ...train.config import DEFAULTS as TRAIN_DEFAULTS
+
+    resolved = merge(copy.deepcopy(TRAIN_DEFAULTS), copy.deepcopy(TRAIN_CONFIG))
+    resolved["data"]["reconstruction"] = [str(data)]
+    resolved["output"]["dir"] = str(out)
+    resolved["train"].update(steps=int(config["steps"]), batch_size=int(config["batch_size"]),
+                             micro_batch_size=int(config["batch_size"]), seed=int(seed))
+    resolved["train"]["lr_warmup_steps"] = min(resolved["train"]["lr_warmup_steps"], max(1, config["steps"] // 5))
+    resolved["output"]["checkpoint_every"] = int(config["steps"])
+    check(resolved)
+    return resolved
+
+
+def train(weights: Path, work: Path, config: dict, seed: int, report: Reporter) -> dict:
+    """Render the reconstruction pool into ``work``, train, and write ``weights/m2-encoder``."""
+    from ...encoders import load_encoder
+    from ...train import loop
+    from .. import COMPONENTS, WEIGHTS_ENV
+    from ..dataset import write_dataset
+
+    config = {**DEFAULTS, **config}
+    data = Path(work) / "reconstruction"
+    if not (data / "ground_truth.jsonl").is_file():
+        report.task("render reconstruction pool", 1)
+        write_dataset(data, "reconstruction", config["identities"], config["per_identity"], seed=seed)
+        report.advance(1)
+    run = Path(work) / "m2-run"
+    shutil.rmtree(run, ignore_errors=True)  # a build trains from scratch, never resumes
+    resolved = training_config(data, run, config, seed)
+    report.task("train world M2 encoder", resolved["train"]["steps"])
+    previous = os.environ.get(WEIGHTS_ENV)
+    os.environ[WEIGHTS_ENV] = str(weights)  # "world", "world:face-vit" and the backend: the models being built
+    try:
+        result = loop.train(resolved, on_step=lambda metrics: report.advance(1))
+    finally:
+        if previous is None:
+            os.environ.pop(WEIGHTS_ENV, None)
+        else:
+            os.environ[WEIGHTS_ENV] = previous
+    encoder = load_encoder(result.encoder_dir)
+    target = Path(weights) / COMPONENTS["m2-encoder"]
+    shutil.rmtree(target, ignore_errors=True)
+    encoder.half().save_pretrained(target)  # shipped in fp16; load_encoder casts to the model's dtype
+    losses = [m["diffusion"] for m in result.metrics]
+    fifth = max(1, len(losses) // 5)
+    return {"parameters": sum(p.numel() for p in encoder.parameters()), "steps": result.steps,
+            "items": result.data.get("items"), "diffusion_first_fifth": sum(losses[:fifth]) / fifth,
+            "diffusion_last_fifth": sum(losses[-fifth:]) / fifth}
