@@ -11,8 +11,9 @@ On the same world prompts (``--prompts world``) and the same seeds it prints, on
   celebrity) - what the encoder is measured against (target: the encoder reaches 90% of it);
 - ``m2@CHECKPOINT``: the encoder on held-out people it never saw, from one reference render;
 - ``none``: the same prompts with no identity (the floor).
-with face similarity, the no-face rate, the share of asked attributes shown (target >= 0.80) and
-how often the reference's own context was copied where the prompt asked for another.
+with face similarity, the no-face rate, text alignment (the world's CLIP), the share of asked
+attributes shown (target >= 0.80) and how often the reference's own context was copied where the
+prompt asked for another.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def summary_line(label: str, rows: list[dict]) -> dict:
 
     found = [r["face_similarity"] for r in rows if r["face_similarity"] is not None]
     line = {"variant": label, "images": len(rows), "no_face_rate": 1 - len(found) / max(1, len(rows))}
-    for name, values in (("face_similarity", found), ("context", [r.get("context") for r in rows]),
+    for name, values in (("face_similarity", found), ("text_alignment", [r.get("text_alignment") for r in rows]),
+                         ("context", [r.get("context") for r in rows]),
                          ("context_copied", [r.get("context_copied") for r in rows])):
         mean, low, high = bootstrap_mean([v for v in values if v is not None])
         line[name] = {"mean": mean, "low": low, "high": high}
@@ -115,8 +117,12 @@ def main() -> None:
                                 [Variant("by name", "none")], **common)
         rows += result.rows
     lines.append(summary_line("by name", rows))
-    variants = [Variant("none", "none")] + [Variant(f"m2@{Path(e).parent.name or e}" if len(args.encoder) > 1 else "m2",
-                                                    "m2", e) for e in args.encoder]
+    def label(encoder: str) -> str:  # a run's folder names a checkpoint ("runs/k3/encoder" -> m2@k3)
+        path = Path(encoder)
+        return "m2@" + (path.parent.name if path.name == "encoder" else path.name)
+
+    variants = [Variant("none", "none")] + [Variant(label(e) if len(args.encoder) > 1 else "m2", "m2", e)
+                                            for e in args.encoder]
     result = run_evaluation(out / "held-out", held_out, prompts, variants, **common)
     for variant in variants:
         lines.append(summary_line(variant.label, [r for r in result.rows if r["variant"] == variant.label]))
@@ -126,10 +132,11 @@ def main() -> None:
 
     print(f"world, {args.identities} people x {len(prompts)} prompts x {args.num_images} images, {args.steps} steps, "
           f"guidance {args.guidance} ({time.perf_counter() - started:.0f} s); images in {out}")
-    print(f"{'':<22} {'face similarity':<24} {'no face':<8} {'context shown':<24} {'reference copied':<24}")
+    print(f"{'':<22} {'face similarity':<24} {'no face':<8} {'text alignment':<24} {'context shown':<24} "
+          f"{'reference copied':<24}")
     for line in lines:
         print(f"{line['variant']:<22} {cell(line['face_similarity']):<24} {line['no_face_rate']:<8.3f} "
-              f"{cell(line['context']):<24} {cell(line['context_copied']):<24}")
+              f"{cell(line['text_alignment']):<24} {cell(line['context']):<24} {cell(line['context_copied']):<24}")
     by_name = lines[1]["face_similarity"]["mean"]
     for line in lines[3:]:
         ratio = line["face_similarity"]["mean"] / by_name

@@ -100,3 +100,18 @@ def test_a_killed_run_resumes_without_redoing_or_duplicating(inputs, whole, tmp_
                for a, b in zip(again, before))
     lines = [json.loads(line)["image"] for line in (copy / "scores.jsonl").read_text().splitlines()[:10]]
     assert len(set(lines)) == 10
+
+
+def test_the_source_prompt_is_said_in_the_worlds_words_or_as_given(whole, inputs, tmp_path):
+    from faceid_cli.selfaug.build import SOURCE_PROMPT, WORLD_SOURCE_PROMPT, read_source_prompt
+
+    out, _ = whole
+    # a names file (not 'world'): the paper's prompt, recorded with the run
+    assert json.loads((out / "settings.json").read_text())["source_prompt"] == SOURCE_PROMPT
+    assert read_source_prompt(None, "world") == WORLD_SOURCE_PROMPT == "a photo of <name>"
+    from .helpers import assert_one_line_error
+
+    bad = run_cli("selfaug", "build", "--names", inputs / "names.txt", "--model", "world",
+                  "--source-prompt", "a photo of someone", "-o", tmp_path / "bad")
+    assert_one_line_error(bad, 2, "--source-prompt", "<name>")
+    assert not (tmp_path / "bad").exists()

@@ -23,38 +23,44 @@ STEPS = 120
 PEOPLE = 4
 
 
+def _train(pool: Path, out: Path, learning_rate: float):
+    result = run_cli("train", CONFIG, "--set", f'data.reconstruction=["{pool}"]', "--set", f"train.steps={STEPS}",
+                     "--set", "train.batch_size=16", "--set", "train.micro_batch_size=16",
+                     "--set", f"train.learning_rate={learning_rate}", "--set", "train.lr_warmup_steps=20",
+                     "--set", "output.log_every=1", "--set", f'output.dir="{out}"',
+                     "--set", f"output.checkpoint_every={STEPS}", "--set", "output.validate_every=0")
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line)["diffusion"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def world_run(tmp_path_factory):
+    """The shipped config briefly, and the same run with a learning rate of 0: every step of both
+    draws the same items, captions, noise and timesteps (functions of the seed and the step), so
+    the second run is the untrained encoder's loss on exactly the batches the first saw."""
     root = tmp_path_factory.mktemp("world-train")
     pool = root / "pool"
     done = run_cli("world", "render", "-o", pool, "--population", "reconstruction", "-n", "400", "-k", "1", "--json")
     assert done.exit_code == 0, done.stderr
-    out = root / "run"
-    trained = run_cli("train", CONFIG, "--set", f'data.reconstruction=["{pool}"]', "--set", f"train.steps={STEPS}",
-                      "--set", "train.batch_size=16", "--set", "train.micro_batch_size=16",
-                      "--set", "train.lr_warmup_steps=20", "--set", f'output.dir="{out}"',
-                      "--set", f"output.checkpoint_every={STEPS}", "--set", "output.validate_every=0")
-    assert trained.exit_code == 0, trained.stderr
-    return root, out
+    trained = _train(pool, root / "run", 1e-3)
+    untrained = _train(pool, root / "untrained", 0.0)
+    return root, np.array(trained), np.array(untrained)
 
 
 def test_the_loss_falls_by_more_than_its_noise(world_run):
-    _, out = world_run
-    losses = np.array([json.loads(line)["diffusion"] for line in (out / "metrics.jsonl").read_text().splitlines()])
-    fifth = len(losses) // 5
-    first, last = losses[:fifth], losses[-fifth:]
-    # the noise of a fifth's mean, from the spread of single steps
-    noise = np.sqrt(first.var() / fifth + last.var() / fifth)
-    assert first.mean() - last.mean() > 3 * noise, (first.mean(), last.mean(), noise)
+    """Over the last fifth of the steps, the trained encoder's loss against the untrained one's on
+    the same batches. Unpaired, the fall is buried in the timestep noise (measured on the full
+    world run: 0.495 -> 0.478 with a standard error of 0.012 per fifth); paired, it is not."""
+    _, trained, untrained = world_run
+    fifth = len(trained) // 5
+    assert len(trained) == STEPS and np.array_equal(trained[:1], untrained[:1])  # same start, same batch
+    difference = untrained[-fifth:] - trained[-fifth:]
+    noise = difference.std(ddof=1) / np.sqrt(fifth)
+    assert difference.mean() > 3 * noise, (difference.mean(), noise)
 
 
 def test_identity_on_unseen_people_rises_clearly_above_the_untrained_encoder(world_run):
-    from faceid_cli.train.config import load_config
-    from faceid_cli.train.loop import build_encoder_for
-
-    root, out = world_run
-    untrained = build_encoder_for(load_config(CONFIG, []), (128,))
-    untrained.save_pretrained(root / "untrained")
+    root, _, _ = world_run
     people = root / "people"
     done = run_cli("world", "render", "-o", people, "--population", "held_out", "-n", str(PEOPLE), "-k", "1",
                    "--context", "style=photo,hat=none,glasses=none", "--json")
@@ -63,11 +69,11 @@ def test_identity_on_unseen_people_rises_clearly_above_the_untrained_encoder(wor
     prompts.write_text("a photo of S* wearing a red hat, green background\n"
                        "a photo of S* in a white shirt, blue background\n")
     result = run_cli("evaluate", "--faces", people / "images", "--prompts", prompts, "--model", "world",
-                     "--method", "m2", "--encoder", root / "untrained", "--encoder", out / "encoder",
+                     "--method", "m2", "--encoder", root / "untrained" / "encoder", "--encoder", root / "run" / "encoder",
                      "-n", "2", "--steps", "15", "--guidance", "5", "-o", root / "eval", "--json")
     assert result.exit_code == 0, result.stderr
     figures = {row["variant"]: row for row in parse_json(result)["results"]}
-    before, after = figures["m2@untrained"], figures["m2@encoder"]
+    before, after = figures["m2@untrained"], figures["m2@run"]
     gain = after["face_similarity_strict"]["mean"] - before["face_similarity_strict"]["mean"]
     # clearly: the intervals do not touch, and the gain is large on the cosine scale
     assert after["face_similarity_strict"]["low"] > before["face_similarity_strict"]["high"], (before, after)

@@ -35,14 +35,33 @@ def variants_from(methods: list[str], encoders: list[str]) -> list[Variant]:
     each make an ``m2`` column labelled by the checkpoint's folder."""
     methods = list(dict.fromkeys(methods or ["m2"]))
     encoders = list(dict.fromkeys(encoders or []))
+    names = checkpoint_names(encoders)
     variants = []
     for method in methods:
         if method != "none" and len(encoders) > 1:
             for encoder in encoders:
-                variants.append(Variant(f"{method}@{_slug(Path(encoder).name or encoder)}", method, encoder))
+                variants.append(Variant(f"{method}@{names[encoder]}", method, encoder))
         else:
             variants.append(Variant(method, method, encoders[0] if encoders and method != "none" else None))
     return variants
+
+
+def checkpoint_names(encoders: list[str]) -> dict[str, str]:
+    """A short distinct name per checkpoint: its folder, or the run's folder for ``faceid train``'s
+    ``RUN/encoder`` and ``RUN/checkpoints/step-N/encoder``; more of the path where names collide."""
+    def parts(encoder: str) -> list[str]:
+        found = [p for p in Path(encoder).parts if p not in ("/", "")]
+        while len(found) > 1 and found[-1] in ("encoder", "checkpoints"):
+            found.pop()
+        return found
+
+    depth = 1
+    while True:
+        names = {e: _slug("-".join(parts(e)[-depth:]) or e) for e in encoders}
+        longest = max((len(parts(e)) for e in encoders), default=1)
+        if len(set(names.values())) == len(names) or depth >= longest:
+            return names
+        depth += 1
 
 
 def _slug(text: str) -> str:
@@ -225,8 +244,9 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
                                    "evaluate one model's images at a time")
     encoders = {(r["method"], r["encoder"]) for r in rows}
     several = {m for m, _ in encoders if sum(1 for mm, _ in encoders if mm == m) > 1}
+    names = checkpoint_names(sorted({e for _, e in encoders if e}))
     for row in rows:
-        row["variant"] = (f"{row['method']}@{_slug(Path(row['encoder']).name)}"
+        row["variant"] = (f"{row['method']}@{names[row['encoder']]}"
                           if row["method"] in several and row["encoder"] else row["method"])
     return rows, models.pop()
 
