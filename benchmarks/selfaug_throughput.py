@@ -36,13 +36,20 @@ def main() -> None:
                              source_prompt=read_source_prompt(None, "world"))
     work = Path(tempfile.mkdtemp(prefix="selfaug-bench-"))
     try:
-        # batch first: the same prompts and seeds, as a jobs file
+        # batch first: the same prompts and seeds, as a jobs file (batch's jobs name a face even
+        # under --method none, which never reads it)
+        from faceid_cli.images import save_image
+        from faceid_cli.world.render import render_sample
+
+        face = save_image(render_sample(0, 0).image, work / "face.png")
         jobs = []
         for k, name in enumerate(names):
-            jobs.append({"prompt": settings.source_prompt.replace("<name>", name), "name": f"{_slug(name)}-{k}",
+            jobs.append({"face": str(face), "prompt": settings.source_prompt.replace("<name>", name),
+                         "name": f"{_slug(name)}-{k}",
                          "seed": source_seed(0, k, 0), "num_images": 1})
             for p, template in enumerate(prompts):
-                jobs.append({"prompt": template.replace("<name>", name), "name": f"{_slug(name)}-{k}/p{p:02d}",
+                jobs.append({"face": str(face), "prompt": template.replace("<name>", name),
+                             "name": f"{_slug(name)}-{k}/p{p:02d}",
                              "seed": edit_seed(0, k, p, 0, args.per_prompt), "num_images": args.per_prompt})
         (work / "jobs.jsonl").write_text("".join(json.dumps(j) + "\n" for j in jobs))
         from typer.testing import CliRunner

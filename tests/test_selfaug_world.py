@@ -86,18 +86,24 @@ def test_a_killed_run_resumes_without_redoing_or_duplicating(inputs, whole, tmp_
     # what a kill leaves: the last scores cut off mid-line, the last edited images never written
     scores = (copy / "scores.jsonl").read_text().splitlines()
     (copy / "scores.jsonl").write_text("\n".join(scores[:10]) + "\n" + scores[10][:20])
-    for image in sorted((copy / "edits").rglob("*.png"))[-3:]:
+    removed = sorted((copy / "edits").rglob("*.png"))[-3:]
+    for image in removed:
         image.unlink()
     for name in ("manifest.jsonl", "summary.json"):
         (copy / name).unlink()
     resumed = _build(inputs, copy)
     assert resumed["counts"]["scored_now"] == len(scores) - 10
     again, before = _manifest(copy), _manifest(out)
-    # the same triplets; re-rendered images come out of other batch compositions, so their scores
-    # agree to float rounding, not bit for bit
+    # the same triplets; re-rendered images come out of other batch compositions, so their pixels
+    # agree to a rounding step, not bit for bit, and their scores to what such a step moves
     assert [(t["image"], t["face"], t["prompt"]) for t in again] == [(t["image"], t["face"], t["prompt"]) for t in before]
-    assert all(abs(a["clip_score"] - b["clip_score"]) < 1e-4 and abs(a["id_loss"] - b["id_loss"]) < 1e-4
-               for a, b in zip(again, before))
+    import numpy as np
+
+    for image in removed:
+        with Image.open(image) as new, Image.open(out / image.relative_to(copy)) as old:
+            assert np.abs(np.asarray(new, dtype=int) - np.asarray(old, dtype=int)).max() <= 1
+    drift = [(abs(a["clip_score"] - b["clip_score"]), abs(a["id_loss"] - b["id_loss"])) for a, b in zip(again, before)]
+    assert all(c < 1e-3 and i < 1e-3 for c, i in drift), drift
     lines = [json.loads(line)["image"] for line in (copy / "scores.jsonl").read_text().splitlines()[:10]]
     assert len(set(lines)) == 10
 
