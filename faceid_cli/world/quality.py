@@ -298,7 +298,7 @@ def measure_world(root: Path, recipe: dict, report=None, sizes: dict | None = No
     for name in ("world", "world-xl"):
         folder = root / name
         if folder.is_dir():
-            pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+            pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
             pipe.set_progress_bar_config(disable=True)
             out[name] = t2i_quality(pipe, judges, recipe["celebrities"], sizes["prompts"], seed, sizes["steps"],
                                     sizes["guidance"])

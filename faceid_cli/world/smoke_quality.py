@@ -35,7 +35,7 @@ def small_sample_figures(seed: int, root: Path | None = None, models: tuple[str,
     clip_pool = held_out_renders(SMALL["clip_renders"], 1, seed + 2)
     figures["clip_top1"] = clip_quality(component_path("clip", root), clip_pool)["top1_among_all_contexts"]
     for model in models:
-        pipe = DiffusionPipeline.from_pretrained(component_path(model, root), torch_dtype=torch.float32)
+        pipe = DiffusionPipeline.from_pretrained(component_path(model, root), dtype=torch.float32)
         pipe.set_progress_bar_config(disable=True)
         result = t2i_quality(pipe, judges, NUM_CELEBRITIES, SMALL["prompts"], seed, SMALL["steps"], SMALL["guidance"])
         figures[f"{model}_identity"] = result["identity_top1"]
