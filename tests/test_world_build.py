@@ -112,3 +112,13 @@ def test_the_shipped_world_config_is_the_build_recipes():
         config["data"].pop("reconstruction")
         config["output"].pop("dir")
     assert shipped == recipe
+
+
+def test_the_face_weighted_loss_weighs_the_cells_under_the_face_box():
+    from faceid_cli.world.recipes.t2i import face_weights
+
+    boxes = torch.tensor([[0.0, 0.0, 31.0, 63.0], [16.0, 16.0, 47.0, 47.0]])  # left half; the middle
+    weights = face_weights(boxes, size=16, image_size=64, weight=2.0)
+    assert weights.shape == (2, 1, 16, 16)
+    assert (weights[0, 0, :, :8] == 3).all() and (weights[0, 0, :, 8:] == 1).all()
+    assert (weights[1, 0, 4:12, 4:12] == 3).all() and weights[1].sum() == 256 + 2 * 64

@@ -194,8 +194,9 @@ def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, nam
     (``face_loss_weight``).
 
     ``names``: identity seed → celebrity name. ``towers``: one (SD) or two (SDXL) pre-trained text
-    encoders, fine-tuned here at ``text_lr_scale`` times the UNet's learning rate. ``checkpoint(step, pipe)``, if given, is called every ``every`` steps with the
-    pipeline holding the EMA weights (for learning curves). ``init_from``: a UNet folder to start
+    encoders, fine-tuned here at ``text_lr_scale`` times the UNet's learning rate.
+    ``checkpoint(step, pipe)``, if given, is called every ``every`` steps with the pipeline holding
+    the EMA weights (for learning curves). ``init_from``: a UNet folder to start
     from (:func:`warm_start`).
     """
     from diffusers import DDPMScheduler
@@ -241,6 +242,7 @@ def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, nam
         target = training_target(noise_scheduler, clean, noise, timesteps)
         squared = (prediction - target).pow(2)
         if face_boxes is not None and config["face_loss_weight"]:
+            # the world VAE's latents are a quarter of the picture's side
             weights = face_weights(torch.from_numpy(face_boxes[index]), clean.shape[-1], 4 * clean.shape[-1],
                                    config["face_loss_weight"])
             squared = squared * weights / weights.mean(dim=(2, 3), keepdim=True)
