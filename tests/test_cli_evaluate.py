@@ -152,3 +152,10 @@ def test_images_folder_with_only_broken_files_says_so(tmp_path):
     (folder / "empty.png").write_bytes(b"")
     (folder / "fake.png").write_text("not a picture")
     assert_one_line_error(run_cli("evaluate", "--images", folder, "-o", tmp_path / "out"), 2, "no image made by faceid")
+
+
+def test_a_missing_encoder_fails_before_anything_is_generated(tmp_path, faces_dir):
+    result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--prompts", "world", "--method", "m2",
+                     "--encoder", tmp_path / "nope", "-o", tmp_path / "out")
+    assert_one_line_error(result, 1, "nope", "--encoder")
+    assert not (tmp_path / "out").exists()

@@ -130,6 +130,11 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
 
     if not faces or not prompts or not variants:
         raise InvalidArgumentError("nothing to evaluate", "give --faces, --prompts and at least one --method")
+    from ..errors import MissingModelError
+
+    for variant in variants:  # before any model loads: every job would fail on it
+        if variant.encoder is not None and not Path(variant.encoder).exists():
+            raise MissingModelError(f"encoder checkpoint '{variant.encoder}' not found", "check the --encoder path")
     note = on_note or (lambda message: None)
     out = Path(out)
     images_dir = out / IMAGES
@@ -174,6 +179,10 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
         result.scored = False
         note(f"shard {shard[0]}/{shard[1]} generated; run the same command without --shard to score and report")
         return result
+    if not records:
+        from ..errors import FaceIDError
+
+        raise FaceIDError(f"no image was generated in '{images_dir}'", "see the errors above; fix them and re-run")
     result.rows = score_records(images_dir, records, meaning, backend=backend, options=options, clip=clip or
                                 default_clip(model), neutral=neutral, encode_seconds=_load_encode_seconds(images_dir),
                                 note=note, context_check=is_world(model))
