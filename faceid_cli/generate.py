@@ -125,7 +125,7 @@ def image_info(pipeline, identity, *, prompt: str, negative_prompt: str, steps: 
         "reference": [str(Path(r).resolve()) for r in reference],
         "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "guidance": guidance,
         "scheduler": scheduler, "height": height, "width": width, "model": pipeline.model_name,
-        "method": pipeline.method,
+        "method": pipeline.method, **({"method_options": pipeline.method_options} if pipeline.method_options else {}),
         "encoder": pipeline.encoder.name if pipeline.encoder is not None and identity is not None else None,
         "identity_hash": identity.hash if identity is not None else None,
         "identity_token": pipeline.identity_token, "faceid_version": __version__,
@@ -173,12 +173,14 @@ def prepare(
     backend: str = "auto", analyzer_options=None, face_index: int = DEFAULTS["face_index"],
     max_pixels: int | None = None, identity_token: str = DEFAULTS["identity_token"],
     append_identity: bool = DEFAULTS["append_identity"], scheduler: str = DEFAULTS["scheduler"],
-    on_note: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None, method_options: dict | None = None,
 ):
     """Everything ``generate`` needs for FACE (a photo or an identity file) and PROMPT, loaded in
     the order that fails fast: the prompt, the scheduler and the model's files are checked, then the
     identity is encoded (a bad photo or identity file fails before the diffusion model loads), then
     the pipeline loads and the identity is checked against it.
+
+    ``method_options``: the method's own settings (FaceCLIP: ``{"negative": "text"}``).
 
     Returns ``(pipeline, identity, prompt)``: identity is None for ``method="none"``; prompt has the
     identity words appended if ``append_identity`` asked for them. The CLI, ``batch``-style callers,
@@ -204,6 +206,7 @@ def prepare(
         identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
         if is_identity_file(face):
             identity = Identity.load(face)
+            identity.check_method(method, str(face))  # before the diffusion model loads
         else:
             analyzer = load_analyzer(backend, options)
             identity = encode_identity(identity_encoder, analyzer, [face], method=method, face_index=face_index,
@@ -211,6 +214,7 @@ def prepare(
     pipeline = FaceIDPipeline.from_model(
         model, encoder=identity_encoder, method=method, device=device, dtype=dtype, allow_download=allow_download,
         face_backend=backend, analyzer_options=options, analyzer=analyzer, identity_token=identity_token,
+        method_options=method_options,
     )
     if identity is not None:
         identity = pipeline.check_identity(identity, str(face))

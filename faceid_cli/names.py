@@ -2,7 +2,7 @@
 for option checks and shell completion, so it imports nothing."""
 
 #: identity methods (``--method``)
-METHODS = ("m2", "clip-image", "none")
+METHODS = ("m2", "clip-image", "faceclip", "none")
 #: face backends (``--backend``); auto: world for the world's models, else insightface when a pack
 #: is found, else dlib
 FACE_BACKENDS = ("auto", "insightface", "dlib", "world")
@@ -17,6 +17,9 @@ MODEL_ALIASES = {
     "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
+#: FaceCLIP's public release (``--method faceclip``): where it is looked for, its files, its licence
+FACECLIP_RELEASE = {"repo": "ByteDance/FaceCLIP", "encoder": "face_clip_encoder.pt", "unet": "unet.pt",
+                    "license": "CC-BY-NC-4.0 (non-commercial use only)"}
 KNOWN_MODELS = TINY_MODELS + WORLD_MODELS + tuple(MODEL_ALIASES)
 #: samplers (``--scheduler``); faceid_cli.models.schedulers maps each to its diffusers class
 SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++sde", "unipc",

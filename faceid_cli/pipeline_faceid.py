@@ -4,9 +4,11 @@
 calling the pipeline renders a prompt with ``S*`` standing for them. The diffusion model's weights
 and structure are never touched: the words enter through ``prompt_embeds``.
 
-Methods (``method``): ``m2`` (DreamIdentity's M² encoder, the default), ``clip-image`` (the paper's
-CLIP-image baseline: one word from CLIP's last-layer feature), ``none`` (``S*`` replaced by
-"a person": the base model without identity, for comparisons).
+Methods (``method``) are modules of :mod:`faceid_cli.methods`, reached only through
+:func:`~faceid_cli.methods.get_method`: ``m2`` (DreamIdentity's M² encoder, the default),
+``clip-image`` (the paper's CLIP-image baseline: one word from CLIP's last-layer feature),
+``faceclip`` (FaceCLIP's joint ID-text encoder, SDXL), ``none`` (``S*`` replaced by "a person": the
+base model without identity, for comparisons).
 """
 
 from __future__ import annotations
@@ -20,15 +22,10 @@ from pathlib import Path
 
 import torch
 
-from .conditioning import (
-    DEFAULT_IDENTITY_TOKEN,
-    PromptEmbeds,
-    encode_prompt_with_identity,
-    replace_identity,
-    word_dims_of,
-)
+from .conditioning import DEFAULT_IDENTITY_TOKEN, PromptEmbeds, replace_identity, word_dims_of
 from .errors import InvalidArgumentError, MissingModelError
 from .identity import Identity, family_of, is_identity_file
+from .methods import get_method
 from .models.registry import (
     check_model_available,
     default_size,
@@ -39,8 +36,6 @@ from .models.registry import (
 )
 from .models.schedulers import check_scheduler, make_scheduler
 from .names import GENERATION_DEFAULTS as DEFAULTS
-from .names import METHODS
-
 
 
 @dataclass(frozen=True)
@@ -53,18 +48,21 @@ logger = logging.getLogger(__name__)
 
 
 def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise InvalidArgumentError(f"unknown method '{method}'", f"use one of: {', '.join(METHODS)}")
+    get_method(method)
     return method
 
 
 class FaceIDPipeline:
     def __init__(self, pipe, encoder, *, model_name: str, method: str = DEFAULTS["method"], analyzer=None,
-                 analyzer_factory: Callable | None = None, identity_token: str = DEFAULT_IDENTITY_TOKEN):
+                 analyzer_factory: Callable | None = None, identity_token: str = DEFAULT_IDENTITY_TOKEN,
+                 method_options: dict | None = None):
         self.pipe = pipe
         self.encoder = encoder
         self.model_name = model_name
         self.method = check_method(method)
+        self.method_impl = get_method(method)
+        #: per-method settings, e.g. FaceCLIP's ``negative`` branch ("release" or "text")
+        self.method_options = dict(method_options or {})
         self.identity_token = identity_token
         self._analyzer = analyzer
         self._analyzer_factory = analyzer_factory
@@ -78,6 +76,7 @@ class FaceIDPipeline:
         cls, model: str = DEFAULTS["model"], *, encoder=None, method: str = DEFAULTS["method"], device: str = "auto",
         dtype: str = "auto", allow_download: bool = False, face_backend: str = "auto",
         analyzer_options=None, analyzer=None, identity_token: str = DEFAULT_IDENTITY_TOKEN,
+        method_options: dict | None = None,
     ) -> FaceIDPipeline:
         """Check everything that can be checked cheaply, then load the model and the encoder.
 
@@ -86,20 +85,20 @@ class FaceIDPipeline:
         """
         from .encoders import IdentityEncoder
 
-        check_method(method)
+        uses_identity = get_method(method).uses_identity
         ref = resolve_model(model)
         check_model_available(ref, allow_download)
-        if method != "none":
+        if uses_identity:
             encoder = encoder if encoder is not None else shipped_encoder(ref, method)
             require_encoder(ref, encoder)
-        if isinstance(encoder, (str, os.PathLike)) and not Path(encoder).exists():
-            raise MissingModelError(f"encoder checkpoint '{encoder}' not found", "check the --encoder path")
+        if isinstance(encoder, (str, os.PathLike)) and uses_identity:
+            encoder = get_method(method).locate_encoder(encoder)
         from .faces import AnalyzerOptions
 
         # `--backend auto` picks the world's own face backend for the world's models
         analyzer_options = replace(analyzer_options or AnalyzerOptions(),
                                    model=(analyzer_options.model if analyzer_options else None) or model)
-        if analyzer is None and method != "none":
+        if analyzer is None and uses_identity:
             from .faces import resolve_backend
 
             # a missing insightface pack fails now, not after the diffusion model has loaded
@@ -114,13 +113,14 @@ class FaceIDPipeline:
         pipe = load_pipeline(ref, torch_device, torch_dtype, allow_download)
         dims = word_dims_of(pipe)
         identity_encoder = None
-        if method != "none":
+        if uses_identity:
             if isinstance(encoder, IdentityEncoder):
                 check_encoder_fits(encoder, method, dims, encoder.name)
                 identity_encoder = encoder
             else:
                 identity_encoder = load_identity_encoder(model, encoder, method, dims)
             identity_encoder.to(torch_device)
+            get_method(method).prepare_pipeline(pipe, identity_encoder)
 
         def analyzer_factory():
             from .faces import load_analyzer
@@ -128,7 +128,7 @@ class FaceIDPipeline:
             return load_analyzer(face_backend, analyzer_options)
 
         return cls(pipe, identity_encoder, model_name=model, method=method, analyzer=analyzer,
-                   analyzer_factory=analyzer_factory, identity_token=identity_token)
+                   analyzer_factory=analyzer_factory, identity_token=identity_token, method_options=method_options)
 
     @property
     def analyzer(self):
@@ -149,6 +149,10 @@ class FaceIDPipeline:
         return word_dims_of(self.pipe)
 
     @property
+    def uses_identity(self) -> bool:
+        return self.method_impl.uses_identity
+
+    @property
     def default_size(self) -> int:
         return default_size(self.pipe)
 
@@ -157,7 +161,7 @@ class FaceIDPipeline:
                max_pixels: int | None = None) -> Identity:
         """Encode one or more photos of one person (features averaged) into an Identity."""
         if self.encoder is None:
-            raise InvalidArgumentError("method 'none' uses no identity", "use --method m2 or clip-image")
+            raise InvalidArgumentError(f"method '{self.method}' uses no identity", "use --method m2")
         timings: dict[str, float] = {}
         identity = encode_identity(self.encoder, self.analyzer, sources, method=self.method,
                                    face_index=face_index, max_pixels=max_pixels, timings=timings)
@@ -167,7 +171,7 @@ class FaceIDPipeline:
     def identity_from(self, source: str | os.PathLike, face_index: int = 0,
                       max_pixels: int | None = None) -> Identity | None:
         """An Identity from a photo (encoded now) or an identity file; None for method 'none'."""
-        if self.method == "none":
+        if not self.uses_identity:
             return None
         if is_identity_file(source):
             return self.check_identity(Identity.load(source), str(source))
@@ -175,7 +179,7 @@ class FaceIDPipeline:
 
     def check_identity(self, identity: Identity, source: str) -> Identity:
         """Refuse an identity the model cannot take; warn when another encoder made it."""
-        identity.check_compatible(self.word_dims, source)
+        identity.check_compatible(self.word_dims, source, self.method)
         made_with = identity.metadata.get("encoder_hash")
         if made_with and self.encoder is not None and made_with != self.encoder.content_hash:
             logger.warning("identity file '%s' was made with another encoder (%s) than this one (%s)",
@@ -183,10 +187,14 @@ class FaceIDPipeline:
         return identity
 
     def prompt_embeds(self, identity: Identity, prompt: str) -> PromptEmbeds:
-        identity.check_compatible(self.word_dims, "identity")
-        words = [w.to(self.device) for w in identity.words]
+        identity.check_compatible(self.word_dims, "identity", self.method)
         with torch.inference_mode():
-            return encode_prompt_with_identity(self.pipe, prompt, words, self.identity_token)
+            return self.method_impl.prompt_embeds(self.pipe, self.encoder, [identity], [prompt], self.identity_token)
+
+    def negative_embeds(self, negative_prompt: str) -> PromptEmbeds | None:
+        """The method's own unconditional branch, or None (the pipeline encodes the negative prompt)."""
+        with torch.inference_mode():
+            return self.method_impl.negative_embeds(self.pipe, self.encoder, [negative_prompt], self.method_options)
 
     # ---- generation --------------------------------------------------------------------------
     def check_inputs(self, *, steps: int, guidance: float, height: int, width: int, batch_size: int,
@@ -234,14 +242,14 @@ class FaceIDPipeline:
         self.check_inputs(steps=steps, guidance=guidance, height=height, width=width,
                           batch_size=max(1, len(requests)), scheduler=scheduler)
         self._use_scheduler(scheduler)
-        if self.method == "none":
+        if not self.uses_identity:
             condition = {"prompt": [replace_identity(r.prompt, self.identity_token) for r in requests]}
         else:
-            embeds = [self.prompt_embeds(r.identity, r.prompt) for r in requests]
-            condition = {"prompt_embeds": torch.cat([e.prompt_embeds for e in embeds])}
-            if embeds[0].pooled_prompt_embeds is not None:
-                condition["pooled_prompt_embeds"] = torch.cat([e.pooled_prompt_embeds for e in embeds])
-        if any(r.negative_prompt for r in requests):
+            condition = _as_condition([self.prompt_embeds(r.identity, r.prompt) for r in requests])
+        negatives = [self.negative_embeds(r.negative_prompt) for r in requests] if self.uses_identity else [None]
+        if negatives[0] is not None:
+            condition.update({"negative_" + k: v for k, v in _as_condition(negatives).items()})
+        elif any(r.negative_prompt for r in requests):
             condition["negative_prompt"] = [r.negative_prompt for r in requests]
 
         def step_callback(pipe, step, timestep, tensors):
@@ -267,15 +275,25 @@ class FaceIDPipeline:
     def describe(self) -> dict:
         return {
             "model": self.model_name, "family": family_of(self.word_dims), "method": self.method,
+            **({"method_options": self.method_options} if self.method_options else {}),
             "encoder": self.encoder.name if self.encoder is not None else None,
             "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
         }
 
 
+def _as_condition(embeds: Sequence[PromptEmbeds]) -> dict:
+    """Per-request embeddings as the pipeline's batched ``prompt_embeds`` (and pooled) arguments."""
+    condition = {"prompt_embeds": torch.cat([e.prompt_embeds for e in embeds])}
+    if embeds[0].pooled_prompt_embeds is not None:
+        condition["pooled_prompt_embeds"] = torch.cat([e.pooled_prompt_embeds for e in embeds])
+    return condition
+
+
 def encode_identity(encoder, analyzer, sources: Sequence[str | os.PathLike], *, method: str,
                     face_index: int = 0, max_pixels: int | None = None,
                     timings: dict | None = None) -> Identity:
-    """Detect, align and encode each photo; average the features; project them to words.
+    """Detect, align and encode each photo into what the method's identities store (photos of one
+    person are fused by averaging their features).
 
     ``timings`` (if given) receives the seconds spent loading, detecting, aligning and encoding.
     """
@@ -302,9 +320,7 @@ def encode_identity(encoder, analyzer, sources: Sequence[str | os.PathLike], *, 
     start = time.perf_counter()
     device = next(encoder.parameters()).device
     with torch.inference_mode():
-        features = encoder.features(torch.stack(crops).to(device))
-        fused = features.float().mean(dim=0, keepdim=True)
-        words = encoder.words_from_features(fused)[0]
+        tensors = get_method(method).identity_tensors(encoder, torch.stack(crops).to(device))
     spent["encoder"] = time.perf_counter() - start
     if timings is not None:
         timings.update(spent)
@@ -314,11 +330,11 @@ def encode_identity(encoder, analyzer, sources: Sequence[str | os.PathLike], *, 
         "encoder_type": encoder.encoder_type,
         "encoder_hash": encoder.content_hash,
         "face_backend": analyzer.name,
+        "word_dims": list(encoder.word_dims),
         "sources": records,
         "fusion": "mean of encoder features" if len(records) > 1 else "single photo",
     }
-    return Identity(words=[w.float().cpu().clone() for w in encoder.split_words(words)],
-                    features=fused[0].float().cpu().clone(), metadata=metadata)
+    return Identity(tensors=tensors, metadata=metadata)
 
 
 def load_identity_encoder(model: str, encoder_path, method: str, dims: tuple[int, ...] | None = None):
@@ -328,15 +344,16 @@ def load_identity_encoder(model: str, encoder_path, method: str, dims: tuple[int
     """
     from .models.tiny import TINY_WORD_DIMS
 
-    check_method(method)
-    if method == "none":
-        raise InvalidArgumentError("method 'none' uses no identity", "use --method m2 or clip-image")
+    if not get_method(method).uses_identity:
+        raise InvalidArgumentError(f"method '{method}' uses no identity", "use --method m2")
     ref = resolve_model(model)
     encoder_path = encoder_path if encoder_path is not None else shipped_encoder(ref, method)
     require_encoder(ref, encoder_path)
+    if encoder_path is not None:
+        encoder_path = get_method(method).locate_encoder(encoder_path)
     if encoder_path is None:
         dims = dims or TINY_WORD_DIMS[ref.location]
-    return _load_or_build_encoder(encoder_path, method, dims)
+    return _load_or_build_encoder(encoder_path, method, dims, ref.location)
 
 
 def shipped_encoder(ref, method: str) -> Path | None:
@@ -360,28 +377,15 @@ def require_encoder(ref, encoder_path) -> None:
         )
 
 
-def _load_or_build_encoder(path, method: str, dims: tuple[int, ...] | None):
-    from .encoders import load_encoder
-    from .encoders.clip_image import build_random_clip_image_encoder
-    from .encoders.m2 import build_random_m2_encoder
-
+def _load_or_build_encoder(path, method: str, dims: tuple[int, ...] | None, location: str):
+    impl = get_method(method)
     if path is None:
-        return build_random_m2_encoder(dims) if method == "m2" else build_random_clip_image_encoder(dims)
-    encoder = load_encoder(path)
-    check_encoder_fits(encoder, method, dims, path)
+        return impl.random_encoder(location, dims)
+    encoder = impl.load_encoder(path)
+    impl.check_encoder(encoder, dims, path)
     return encoder
 
 
 def check_encoder_fits(encoder, method: str, dims: tuple[int, ...] | None, source) -> None:
-    """The encoder must be of the method's kind and make words as wide as the model's."""
-    if encoder.encoder_type != method:
-        raise InvalidArgumentError(
-            f"encoder '{source}' is a {encoder.encoder_type} encoder but --method is {method}",
-            f"pass --method {encoder.encoder_type}",
-        )
-    if dims is not None and tuple(encoder.word_dims) != tuple(dims):
-        raise InvalidArgumentError(
-            f"encoder '{source}' makes words for {family_of(encoder.word_dims)} {list(encoder.word_dims)} "
-            f"but the model is {family_of(dims)} {list(dims)}",
-            "use an encoder trained for this base model",
-        )
+    """The encoder must be of the method's kind and fit the model's text towers."""
+    get_method(method).check_encoder(encoder, dims, source)

@@ -54,8 +54,8 @@ EncoderOption = Annotated[
 ]
 MethodOption = Annotated[
     str, typer.Option("--method", callback=one_of(METHOD_NAMES), autocompletion=complete_method,
-                      help="m2 (DreamIdentity's encoder), clip-image (the paper's CLIP baseline) or none "
-                      "(S* becomes 'a person').")
+                      help="m2 (DreamIdentity's encoder), clip-image (the paper's CLIP baseline), faceclip "
+                      "(FaceCLIP's joint ID-text encoder, SDXL) or none (S* becomes 'a person').")
 ]
 FaceIndexOption = Annotated[
     int, typer.Option("--face-index", min=0, help="Which face of the photo, largest first (see detect).")
@@ -85,8 +85,9 @@ def encode(
 ) -> None:
     """Encode a face once into an identity file, to generate with it many times.
 
-    Several photos of the same person are fused: their encoder features are averaged before the
-    projection to pseudo-words. The file records the encoder, the model family, the source photos'
+    Several photos of the same person are fused: their encoder features are averaged (m2 and
+    clip-image: before the projection to pseudo-words; faceclip: the face ViT's identity vector and
+    patch tokens, which every prompt is fused with at generation). The file records the encoder, the model family, the source photos'
     hashes and face boxes.
     """
     from ..errors import InvalidArgumentError
@@ -110,7 +111,8 @@ def encode(
         return
     note(f"face backend: {analyzer.description}")
     stdout_console().print(
-        f"wrote {output}  ({identity.metadata['base_family']}, {identity.num_words} words, "
+        f"wrote {output}  ({identity.metadata['base_family']}, {identity.method}"
+        + (f", {identity.num_words} words" if identity.num_words else "") + ", "
         f"{len(faces)} photo{'s' if len(faces) != 1 else ''}, identity {identity.hash})"
     )
 
@@ -144,6 +146,9 @@ def generate(
     append_identity: Annotated[bool, typer.Option("--append-identity",
                                                   help="Add ', photo of S*' to a prompt without S*.")] = DEFAULTS["append_identity"],
     identity_token: IdentityTokenOption = DEFAULTS["identity_token"],
+    text_negative: Annotated[bool, typer.Option(
+        "--text-negative", help="faceclip: encode the negative prompt with the base's text encoders alone, "
+        "instead of the release's negative branch (a black face through FaceCLIP, no prefix).")] = False,
     device: Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16/fp16 on cuda, fp32 on cpu), fp32, fp16, bf16.")] = "auto",
     allow_download: Annotated[bool, typer.Option("--allow-download",
@@ -172,7 +177,8 @@ def generate(
         allow_download=allow_download, backend=backend,
         analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
         face_index=face_index, max_pixels=max_pixels, identity_token=identity_token,
-        append_identity=append_identity, scheduler=scheduler, on_note=note)
+        append_identity=append_identity, scheduler=scheduler, on_note=note,
+        method_options={"negative": "text"} if text_negative else None)
     described = pipeline.describe()
     if not json_output:
         note(f"model {described['model']} ({described['family']}) on {described['device']} "

@@ -110,7 +110,7 @@ def _dumps(config: dict) -> str:
 def build_encoder(config: dict) -> IdentityEncoder:
     """Rebuild an encoder from its config (random weights)."""
     # importing the modules registers their classes
-    from . import clip_image, m2  # noqa: F401
+    from . import clip_image, faceclip, m2  # noqa: F401
 
     kind = config.get("encoder_type")
     if kind not in ENCODER_TYPES:

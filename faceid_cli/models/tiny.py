@@ -11,6 +11,8 @@ from __future__ import annotations
 TINY_SEED = 0
 TINY_SIZE = 64  # default image side: the tiny VAE downsamples by 2, the UNet samples 32x32
 TINY_WORD_DIMS = {"tiny": (32,), "tiny-xl": (32, 32)}  # input-embedding widths of the text towers
+TINY_VOCAB_SIZE = 514  # 256 bytes, 256 word-final bytes, start and end of text
+TINY_CONTEXT_LENGTH = 77
 
 
 def _byte_characters() -> list[str]:
@@ -41,7 +43,7 @@ def build_tiny_tokenizer():
     vocab.update({c + "</w>": i + 256 for i, c in enumerate(characters)})
     vocab["<|startoftext|>"] = 512
     vocab["<|endoftext|>"] = 513
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TINY_CONTEXT_LENGTH)
 
 
 def _text_config(projection_dim: int | None = None):
@@ -49,8 +51,8 @@ def _text_config(projection_dim: int | None = None):
 
     return CLIPTextConfig(
         bos_token_id=512, eos_token_id=2, pad_token_id=513, hidden_size=32, intermediate_size=37,
-        layer_norm_eps=1e-5, num_attention_heads=4, num_hidden_layers=5, vocab_size=514,
-        max_position_embeddings=77, hidden_act="gelu", projection_dim=projection_dim or 32,
+        layer_norm_eps=1e-5, num_attention_heads=4, num_hidden_layers=5, vocab_size=TINY_VOCAB_SIZE,
+        max_position_embeddings=TINY_CONTEXT_LENGTH, hidden_act="gelu", projection_dim=projection_dim or 32,
     )
 
 

@@ -28,6 +28,11 @@ def world_words(num_celebrities: int) -> list[str]:
 
 def build_tokenizer(num_celebrities: int):
     """A ``CLIPTokenizer`` whose vocabulary holds every world word whole (deterministic)."""
+    return tokenizer_for_words(world_words(num_celebrities))
+
+
+def tokenizer_for_words(words: list[str], max_length: int = MAX_LENGTH):
+    """A ``CLIPTokenizer`` whose vocabulary holds each of ``words`` whole (deterministic)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import CLIPTokenizer
 
@@ -40,7 +45,7 @@ def build_tokenizer(num_celebrities: int):
         vocab_size=100_000, min_frequency=1, show_progress=False, special_tokens=[],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), end_of_word_suffix="</w>",
     )
-    backend.train_from_iterator(world_words(num_celebrities), trainer=trainer)
+    backend.train_from_iterator(sorted(set(words)), trainer=trainer)
     import json
 
     state = json.loads(backend.to_str())["model"]
@@ -54,4 +59,4 @@ def build_tokenizer(num_celebrities: int):
         vocab.setdefault(token, len(vocab))
     vocab[BOS] = len(vocab)
     vocab[EOS] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LENGTH)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)

@@ -1,0 +1,240 @@
+"""FaceCLIP: the encoder's structure against the release's key manifest, its deformable attention
+against a direct computation, the id-token replacement, the release's checkpoint layout, and
+generation on tiny-xl through every entry point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from faceid_cli.encoders.faceclip import (
+    FaceClipConfig,
+    FaceClipEncoder,
+    FuserConfig,
+    TextTowerConfig,
+    deformable_sample,
+    load_release_encoder,
+    release_state_dict,
+    tokenize,
+)
+from faceid_cli.encoders.face_vit import FaceViTConfig
+from tests.conftest import DATA, FACES
+from tests.helpers import run_cli
+
+MANIFEST = json.loads((DATA / "faceclip_encoder_keys.json").read_text())
+
+
+def small_config(**changes) -> FaceClipConfig:
+    config = FaceClipConfig(
+        towers=(TextTowerConfig(24, 2, 2, 4.0, "quick_gelu"), TextTowerConfig(40, 2, 4, 4.0, "gelu")),
+        face=FaceViTConfig(image_size=112, patch_size=16, width=32, depth=2, num_heads=2, embedding_dim=16,
+                           pixel_range="zero_one"),
+        fuser=FuserConfig(layers=2, deformable_heads=2, deformable_points=3, ffn_dim=32, text_heads=2,
+                          text_ffn_dim=32, fusion_dim=16, fusion_heads=2),
+        vocab_size=600, context_length=20, crop_size=112)
+    return FaceClipConfig(**{**config.__dict__, **changes})
+
+
+# ---- structure -------------------------------------------------------------------------------------
+def test_full_size_encoder_has_exactly_the_release_keys_and_shapes():
+    with torch.device("meta"):
+        encoder = FaceClipEncoder()
+    state = encoder.state_dict()
+    expected = {**MANIFEST["params"], **MANIFEST["buffers"]}
+    assert {k: list(v.shape) for k, v in state.items()} == expected
+    assert sum(p.numel() for p in encoder.parameters()) == MANIFEST["totals"]["params_all"] == 1_573_346_948
+    # the causal masks are not saved, as in the release
+    assert not any(key.endswith("attn_mask") for key in state)
+
+
+def test_release_checkpoint_keys_load_strictly_after_removing_model_prefix():
+    state = {f"model.{key}": torch.empty(shape, device="meta") for key, shape in MANIFEST["params"].items()}
+    state.update({f"model.{key}": torch.empty(shape, device="meta") for key, shape in MANIFEST["buffers"].items()})
+    with torch.device("meta"):
+        encoder = FaceClipEncoder()
+    result = encoder.load_state_dict(release_state_dict(state), strict=True, assign=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_config_round_trips_through_json():
+    config = small_config()
+    encoder = FaceClipEncoder(config)
+    rebuilt = FaceClipEncoder(json.loads(json.dumps(encoder.config)))
+    assert rebuilt.config == encoder.config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in encoder.state_dict().items()}
+
+
+# ---- deformable attention --------------------------------------------------------------------------
+def bilinear_reference(value: np.ndarray, x: float, y: float) -> np.ndarray:
+    """value (H, W, C) sampled at normalised (x, y) with align_corners=False and zeros outside,
+    written out corner by corner."""
+    height, width = value.shape[:2]
+    px, py = x * width - 0.5, y * height - 0.5
+    x0, y0 = int(np.floor(px)), int(np.floor(py))
+    out = np.zeros(value.shape[2])
+    for cx, cy in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
+        weight = (1 - abs(px - cx)) * (1 - abs(py - cy))
+        if 0 <= cx < width and 0 <= cy < height:
+            out += weight * value[cy, cx]
+    return out
+
+
+def test_deformable_sampling_matches_direct_bilinear_computation():
+    generator = torch.Generator().manual_seed(0)
+    batch, height, width, heads, dim, queries, points = 2, 5, 4, 3, 6, 7, 4
+    value = torch.randn(batch, height * width, heads, dim, generator=generator, dtype=torch.float64)
+    # locations spread beyond the grid on purpose: the zero padding is part of the contract
+    locations = torch.rand(batch, queries, heads, points, 2, generator=generator, dtype=torch.float64) * 1.4 - 0.2
+    weights = torch.rand(batch, queries, heads, points, generator=generator, dtype=torch.float64).softmax(-1)
+    out = deformable_sample(value, (height, width), locations, weights).numpy()
+    grid = value.reshape(batch, height, width, heads, dim).numpy()
+    expected = np.zeros((batch, queries, heads, dim))
+    for b in range(batch):
+        for q in range(queries):
+            for h in range(heads):
+                for p in range(points):
+                    x, y = locations[b, q, h, p].tolist()
+                    expected[b, q, h] += weights[b, q, h, p].item() * bilinear_reference(grid[b, :, :, h], x, y)
+    np.testing.assert_allclose(out, expected.reshape(batch, queries, heads * dim), atol=1e-10)
+
+
+# ---- the id token ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    from faceid_cli.world.tokenizer import tokenizer_for_words
+
+    return tokenizer_for_words(["photo", "of", "a", "id", "person", ".", "as", "chef", "card", "holding", "an",
+                                "the", "with", "red", "hat"], max_length=20)
+
+
+@pytest.mark.parametrize("prompt", ["a person as a chef", "id card of a person", "a person holding an id",
+                                    "a person " + "with a red hat " * 6])
+def test_face_token_lands_on_the_prefix_id_word_and_nowhere_else(word_tokenizer, prompt):
+    config = small_config()
+    tokens = tokenize(word_tokenizer, [prompt, prompt], [True, False], config)
+    id_token = word_tokenizer.convert_tokens_to_ids("id</w>")
+    ids = tokens.input_ids
+    # with a face: "<sot> photo of a id person . ..." and the face goes at 4, as in the release
+    assert tokens.id_positions.tolist() == [4, -1]
+    assert ids[0, 4] == id_token
+    # the user's own "id" stays a word (a later position, not replaced)
+    if " id" in f" {prompt}":
+        assert (ids[0, 7:] == id_token).any()
+    # without a face: no prefix
+    assert " ".join(prompt.split()).startswith(word_tokenizer.decode(ids[1, 1: tokens.eos_positions[1]]).strip())
+    # open_clip's layout: end of text last (even when cut), then id 0
+    for row, end in zip(ids, tokens.eos_positions):
+        assert row[end] == word_tokenizer.eos_token_id and (row[end + 1:] == 0).all()
+    assert tokens.truncated == (len(prompt.split()) > 10)
+
+    # the face changes the text states from the id position on, never before it (causal tower)
+    encoder = FaceClipEncoder(small_config(vocab_size=len(word_tokenizer))).eval()
+    branch = encoder.face_clip_l
+    faces = [branch.encode_face(torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(s))) for s in (1, 2)]
+    states = []
+    for identity, patches in faces:
+        hidden = {}
+        handle = branch.ln_final.register_forward_hook(lambda m, i, o: hidden.setdefault("h", o))
+        with torch.no_grad():
+            branch(ids[:1], tokens.id_positions[:1], tokens.eos_positions[:1], identity, patches)
+        handle.remove()
+        states.append(hidden["h"][0])
+    difference = (states[0] - states[1]).abs().amax(-1)
+    assert torch.all(difference[:4] == 0) and torch.all(difference[4:tokens.eos_positions[0] + 1] > 0)
+
+
+# ---- the release's files ---------------------------------------------------------------------------
+def _release_folder(tmp_path, encoder: FaceClipEncoder, unet_state: dict | None):
+    folder = tmp_path / "FaceCLIP"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(encoder.config))
+    torch.save({f"model.{k}": v for k, v in encoder.state_dict().items()}, folder / "face_clip_encoder.pt")
+    if unet_state is not None:
+        torch.save(unet_state, folder / "unet.pt")
+    return folder
+
+
+def test_release_layout_loads_encoder_and_unet_into_tiny_xl(tmp_path):
+    from faceid_cli.methods.faceclip import METHOD
+    from faceid_cli.models.tiny import TINY_CONTEXT_LENGTH, TINY_VOCAB_SIZE, build_tiny_sdxl
+    from faceid_cli.pipeline_faceid import FaceIDPipeline
+
+    torch.manual_seed(3)
+    made = FaceClipEncoder(small_config(towers=(TextTowerConfig(32, 1, 2), TextTowerConfig(32, 1, 2, 4.0, "gelu")),
+                                        vocab_size=TINY_VOCAB_SIZE, context_length=TINY_CONTEXT_LENGTH))
+    unet = build_tiny_sdxl().unet.state_dict()
+    tuned = {k: v + 0.5 for k, v in unet.items()}
+    folder = _release_folder(tmp_path, made, tuned)
+    pipeline = FaceIDPipeline.from_model("tiny-xl", method="faceclip", encoder=str(folder), device="cpu")
+    assert pipeline.encoder.content_hash == made.content_hash
+    loaded = pipeline.pipe.unet.state_dict()
+    assert all(torch.equal(loaded[k], tuned[k]) for k in tuned)
+    # pickles are read as weights only: one that holds code is refused with a one-line error
+    torch.save({"model.x": torch.nn.Linear(2, 2)}, tmp_path / "evil.pt")
+    from faceid_cli.errors import MissingModelError
+
+    with pytest.raises(MissingModelError, match="evil.pt"):
+        METHOD.load_encoder(tmp_path / "evil.pt")
+    # a checkpoint of another size says so in one line
+    with pytest.raises(MissingModelError, match="does not fit"):
+        load_release_encoder(folder / "face_clip_encoder.pt", small_config().to_dict())
+
+
+def test_missing_repo_says_where_it_was_looked_for():
+    result = run_cli("generate", str(FACES / "obama.jpg"), "S* as a chef", "--model", "tiny-xl", "--method", "faceclip",
+                     "--encoder", "ByteDance/FaceCLIP", "--backend", "dlib")
+    assert result.exit_code == 1, result.stderr  # a missing model: the spec's exit code 1
+    assert "ByteDance/FaceCLIP" in result.stderr and "CC-BY-NC" in result.stderr
+
+
+# ---- generation on tiny-xl -------------------------------------------------------------------------
+def _png(folder):
+    from PIL import Image
+
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 1
+    return np.asarray(Image.open(files[0]).convert("RGB")).astype(int)
+
+
+def test_faceclip_on_tiny_xl_from_photo_identity_file_and_batch(tmp_path):
+    common = ("--model", "tiny-xl", "--method", "faceclip", "--steps", "3", "--seed", "4")
+    identity = tmp_path / "obama.safetensors"
+    result = run_cli("encode", str(FACES / "obama.jpg"), "-o", str(identity), "--model", "tiny-xl", "--method",
+                     "faceclip", "--backend", "dlib")
+    assert result.exit_code == 0, result.stderr
+    assert "faceclip" in result.stdout
+    from faceid_cli.identity import Identity
+
+    stored = Identity.load(identity)
+    assert stored.method == "faceclip" and stored.word_dims == (32, 32)
+    assert stored.tensors["face_clip_l.patches"].shape == (49, 32)  # 7x7 patches of the tiny face ViT
+    outputs = {}
+    for name, source, extra in (("photo", FACES / "obama.jpg", ("--backend", "dlib")), ("file", identity, ()),
+                                ("other", FACES / "biden.jpg", ("--backend", "dlib")),
+                                ("text-negative", identity, ("--text-negative",))):
+        result = run_cli("generate", str(source), "S* as a chef", *common, *extra, "-o", str(tmp_path / name))
+        assert result.exit_code == 0, result.stderr
+        outputs[name] = _png(tmp_path / name)
+    assert np.abs(outputs["photo"] - outputs["file"]).max() <= 1
+    # another face changes the picture (a little: a random encoder's fuser starts with a layer
+    # scale of 1e-4, and the face token is one input embedding among the prompt's)
+    assert np.abs(outputs["photo"] - outputs["other"]).max() >= 1
+    assert np.abs(outputs["file"] - outputs["text-negative"]).max() > 8  # the negative branch matters
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"face": str(identity), "prompt": "S* as a chef", "seed": 4, "name": "b"}) + "\n")
+    result = run_cli("batch", str(jobs), "-o", str(tmp_path / "batch"), *common[:4], "--steps", "3")
+    assert result.exit_code == 0, result.stderr
+    assert np.abs(_png(tmp_path / "batch") - outputs["file"]).max() <= 1
+
+
+def test_faceclip_identity_is_refused_by_another_method(tmp_path):
+    identity = tmp_path / "me.safetensors"
+    assert run_cli("encode", str(FACES / "obama.jpg"), "-o", str(identity), "--model", "tiny-xl", "--method",
+                   "faceclip", "--backend", "dlib").exit_code == 0
+    result = run_cli("generate", str(identity), "S* as a chef", "--model", "tiny-xl", "--method", "m2",
+                     "--steps", "2", "-o", str(tmp_path / "x"))
+    assert result.exit_code != 0
+    assert "--method faceclip" in result.stderr and len(result.stderr.strip().splitlines()) == 1
