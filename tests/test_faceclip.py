@@ -238,3 +238,130 @@ def test_faceclip_identity_is_refused_by_another_method(tmp_path):
                      "--steps", "2", "-o", str(tmp_path / "x"))
     assert result.exit_code != 0
     assert "--method faceclip" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- training ----------------------------------------------------------------------------------------
+TINY_FACECLIP = ('model.faceclip={fuser = {layers = 1, deformable_heads = 2, deformable_points = 2, ffn_dim = 32, '
+                 'text_heads = 2, text_ffn_dim = 32, fusion_dim = 16, fusion_heads = 2}}')
+
+
+def _faceclip_config(tmp_path, *extra):
+    import shutil
+
+    from faceid_cli.train.config import load_config
+
+    photos = tmp_path / "photos"
+    photos.mkdir(exist_ok=True)
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg", "biden2.jpg"):
+        shutil.copy(FACES / name, photos / name)
+    return load_config(None, [
+        "model.method=faceclip", "model.base=tiny-xl", TINY_FACECLIP, "model.clip=world",
+        "model.backbone_config={image_size = 112, patch_size = 16, width = 32, depth = 2, num_heads = 2, "
+        "embedding_dim = 16}",
+        f'data.reconstruction=["{photos}"]', "data.resolution=64", "data.face_backend=dlib",
+        f'output.dir="{tmp_path / "run"}"', "output.checkpoint_every=2", "output.log_every=1",
+        "train.steps=2", "train.batch_size=4", "train.micro_batch_size=4", "train.learning_rate=1e-3",
+        "train.unet_learning_rate=1e-3", "train.lr_warmup_steps=0", *extra])
+
+
+def test_faceclip_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from faceid_cli.faces.backend_dlib import DlibAnalyzer
+    from faceid_cli.faces import align_face
+    from faceid_cli.images import load_image
+    from faceid_cli.models.registry import load_pipeline, resolve_model
+    from faceid_cli.train import faceclip
+    from faceid_cli.train.loop import _target_image, encode_latents
+
+    config = _faceclip_config(tmp_path)
+    pipe = load_pipeline(resolve_model("tiny-xl"), torch.device("cpu"), torch.float32)
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+        module.requires_grad_(False)
+    trainee = faceclip.build(config, pipe)
+    groups = faceclip.trainable_groups(trainee, config)
+    optimizer = torch.optim.AdamW(groups)
+    analyzer = DlibAnalyzer()
+    crops, targets = [], []
+    for name in ("obama.jpg", "biden.jpg", "obama2.jpg", "biden2.jpg"):
+        image = load_image(FACES / name)
+        face = analyzer.detect(image)[0]
+        crops.append(trainee.preprocess(align_face(image, face.landmarks, trainee.crop_size, trainee.crop_zoom)))
+        target = torch.from_numpy(np.asarray(image.convert("RGB").resize((64, 64)), dtype=np.float32) / 127.5 - 1)
+        targets.append(target.permute(2, 0, 1))
+    crops = torch.stack(crops)
+    latents = encode_latents(pipe.vae, torch.stack(targets))
+    images = trainee.clip_scorer.image_embeddings([_target_image(t) for t in targets])
+    captions = ["a photo of S*", "S*", "a close-up photo of S*", "a photo of S* face"]
+
+    def loss():
+        value, parts = faceclip.training_loss(pipe, trainee, DDPMScheduler.from_config(pipe.scheduler.config), crops,
+                                              latents, captions, torch.Generator().manual_seed(0), config,
+                                              image_embeddings=images)
+        return value, parts
+
+    trainee.train()
+    first, parts = loss()
+    assert set(parts) == {"diffusion", "alignment"} and parts["alignment"] > 0
+    for _ in range(12):
+        value, _ = loss()
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    last, _ = loss()
+    assert last.item() < 0.8 * first.item()
+
+
+def test_faceclip_training_run_saves_what_generate_loads(tmp_path):
+    from faceid_cli.models import registry
+    from faceid_cli.train import loop
+
+    seen = {}
+    original = registry.load_pipeline
+
+    def recording(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        seen["pipe"] = pipe
+        seen["before"] = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()}
+                          for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+        return pipe
+
+    import pytest as _pytest
+
+    with _pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "load_pipeline", recording)
+        result = loop.train(_faceclip_config(tmp_path))
+    changed = {name: not all(torch.equal(before[k], getattr(seen["pipe"], name).state_dict()[k]) for k in before)
+               for name, before in seen["before"].items()}
+    # the release's recipe: the UNet fine-tunes; the VAE and the base's text encoders never change
+    assert changed == {"unet": True, "vae": False, "text_encoder": False, "text_encoder_2": False}
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2] and all("alignment" in m and "diffusion" in m for m in metrics)
+    encoder_dir = result.encoder_dir
+    assert (encoder_dir / "model.safetensors").is_file() and (encoder_dir / "unet" / "config.json").is_file()
+    images = {}
+    for label, extra in (("trained", ("--encoder", str(encoder_dir))), ("random", ())):
+        done = run_cli("generate", str(FACES / "obama.jpg"), "S* as a chef", "--model", "tiny-xl", "--method",
+                       "faceclip", "--steps", "2", "--seed", "1", "--backend", "dlib", "-o", str(tmp_path / label),
+                       *extra)
+        assert done.exit_code == 0, done.stderr
+        images[label] = _png(tmp_path / label)
+    assert np.abs(images["trained"] - images["random"]).mean() > 0.5
+
+
+def test_hf_text_tower_copied_into_open_clip_layout_gives_the_same_states():
+    from faceid_cli.encoders.faceclip import copy_hf_text_tower, tower_config_from_hf
+    from faceid_cli.models.tiny import build_tiny_sdxl
+
+    pipe = build_tiny_sdxl()
+    hf = pipe.text_encoder_2
+    config = small_config(towers=(tower_config_from_hf(hf.config),), branch_names=("face_clip_g",),
+                          vocab_size=hf.config.vocab_size, context_length=77)
+    branch = FaceClipEncoder(config).face_clip_g.eval()
+    copy_hf_text_tower(branch, hf)
+    tokens = tokenize(pipe.tokenizer_2, ["a person as a chef"], [False], config)
+    with torch.no_grad():
+        hidden, pooled = branch.text_states(tokens.input_ids, tokens.id_positions, tokens.eos_positions, None)
+        expected = hf(tokens.input_ids, output_hidden_states=True)
+    end = int(tokens.eos_positions[0]) + 1
+    torch.testing.assert_close(hidden[0, :end], expected.last_hidden_state[0, :end], atol=1e-5, rtol=1e-4)

@@ -338,21 +338,36 @@ class FaceClipBranch(nn.Module):
         ``id_positions`` (B,): where the face token replaces the input embedding (-1: nowhere,
         the negative branch). ``identity``/``patches``: from :meth:`encode_face`.
         """
+        hidden, pooled = self.text_states(input_ids, id_positions, eos_positions, identity)
+        return self.fuse(hidden, patches), pooled
+
+    def face_token(self, identity: torch.Tensor) -> torch.Tensor:
+        """The identity vector, L2-normalised and projected to a token embedding."""
+        return self.proj1(F.normalize(identity.float(), dim=-1).to(self.proj1.weight.dtype))
+
+    def text_states(self, input_ids: torch.Tensor, id_positions: torch.Tensor, eos_positions: torch.Tensor,
+                    identity: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CLIP tower's final states (B, L, W), with the face token at ``id_positions``, and
+        the end-of-text state (B, W) (taken before ``text_projection``, as released)."""
         embeddings = self.token_embedding(input_ids)
-        face_token = self.proj1(F.normalize(identity.float(), dim=-1).to(embeddings.dtype))
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        replace = (positions[None, :] == id_positions[:, None])[..., None]
-        embeddings = torch.where(replace, face_token[:, None, :].to(embeddings.dtype), embeddings)
+        if identity is not None:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            replace = (positions[None, :] == id_positions[:, None])[..., None]
+            embeddings = torch.where(replace, self.face_token(identity)[:, None, :].to(embeddings.dtype), embeddings)
         length = input_ids.shape[1]
         x = self.transformer(embeddings + self.positional_embedding[:length], self.attn_mask[:length, :length])
         hidden = self.ln_final(x)
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_positions]
+        return hidden, pooled
+
+    def fuse(self, hidden: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """The fuser's text output for the tower's states and the face patches."""
+        length = hidden.shape[1]
         text = self.text_embed_proj(hidden)
         text_pos = self.text_pos_proj(self.positional_embedding[:length])[None].expand(hidden.shape[0], -1, -1)
         image = self.face_patch_proj(patches.to(text.dtype))
         image_pos = self.face_pos_proj(self.face_encoder.pos_embed.to(text.dtype)).expand(hidden.shape[0], -1, -1)
-        fused = self.fuser(image, image_pos, text, text_pos, self.face_encoder.config.grid)
-        return fused, pooled
+        return self.fuser(image, image_pos, text, text_pos, self.face_encoder.config.grid)
 
     def text_features(self, pooled: torch.Tensor) -> torch.Tensor:
         """The normalised, projected text feature the contrastive losses use."""
@@ -518,3 +533,39 @@ def load_release_encoder(path, config: dict | None = None) -> FaceClipEncoder:
         branch.attn_mask = torch.full((length, length), float("-inf")).triu(1)
     encoder.name = str(path)
     return encoder.float().eval()
+
+
+def tower_config_from_hf(config) -> TextTowerConfig:
+    """The open_clip-layout tower matching a transformers ``CLIPTextConfig``."""
+    activation = {"quick_gelu": "quick_gelu", "gelu": "gelu"}.get(config.hidden_act)
+    if activation is None:
+        raise ValueError(f"a CLIP text tower with {config.hidden_act!r} activations has no open_clip counterpart")
+    return TextTowerConfig(width=config.hidden_size, layers=config.num_hidden_layers,
+                           heads=config.num_attention_heads, mlp_ratio=config.intermediate_size / config.hidden_size,
+                           activation=activation)
+
+
+@torch.no_grad()
+def copy_hf_text_tower(branch: FaceClipBranch, model) -> None:
+    """Start a branch's text tower from a transformers CLIP text model (a base's own text encoder):
+    the same weights renamed to open_clip's layout (q, k and v packed into ``in_proj``). FaceCLIP's
+    towers are CLIP towers too (MetaCLIP in the release); this is how a FaceCLIP for another base
+    starts from that base's text knowledge."""
+    text = getattr(model, "text_model", model)
+    branch.token_embedding.weight.copy_(text.embeddings.token_embedding.weight)
+    length = branch.positional_embedding.shape[0]
+    branch.positional_embedding.copy_(text.embeddings.position_embedding.weight[:length])
+    for block, layer in zip(branch.transformer.resblocks, text.encoder.layers, strict=True):
+        attention = layer.self_attn
+        block.ln_1.load_state_dict(layer.layer_norm1.state_dict())
+        block.attn.in_proj_weight.copy_(torch.cat([attention.q_proj.weight, attention.k_proj.weight,
+                                                   attention.v_proj.weight]))
+        block.attn.in_proj_bias.copy_(torch.cat([attention.q_proj.bias, attention.k_proj.bias, attention.v_proj.bias]))
+        block.attn.out_proj.load_state_dict(attention.out_proj.state_dict())
+        block.ln_2.load_state_dict(layer.layer_norm2.state_dict())
+        block.mlp.c_fc.load_state_dict(layer.mlp.fc1.state_dict())
+        block.mlp.c_proj.load_state_dict(layer.mlp.fc2.state_dict())
+    branch.ln_final.load_state_dict(text.final_layer_norm.state_dict())
+    projection = getattr(model, "text_projection", None)
+    if projection is not None and projection.weight.shape == branch.text_projection.shape:
+        branch.text_projection.copy_(projection.weight.T)

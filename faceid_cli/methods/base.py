@@ -25,6 +25,22 @@ class Method:
     encoder_type: str | None = None
     #: one line for ``--help`` and ``faceid models``
     summary: str = ""
+    #: the module of ``faceid train``'s functions for this method (build, trainable_groups,
+    #: training_loss, save_trained, clip_for, set_train_mode), or None when it cannot be trained
+    training_module: str | None = None
+
+    def training(self):
+        """``faceid train``'s functions for this method."""
+        from importlib import import_module
+
+        if self.training_module is None:
+            from ..names import METHODS
+
+            trainable = [m for m in METHODS if __import__("faceid_cli.methods", fromlist=["get_method"])
+                         .get_method(m).training_module]
+            raise InvalidArgumentError(f"faceid train cannot train --method {self.name}",
+                                       f"set model.method to one of: {', '.join(trainable)}")
+        return import_module(self.training_module)
 
     @property
     def uses_identity(self) -> bool:

@@ -49,6 +49,7 @@ class FaceClipMethod(Method):
     name = "faceclip"
     encoder_type = "faceclip"
     summary = "FaceCLIP's joint ID-text encoder (SDXL): face features fused with every prompt"
+    training_module = "faceid_cli.train.faceclip"
 
     def random_encoder(self, model_location: str, dims: tuple[int, ...]):
         from ..encoders.faceclip import build_random_faceclip_encoder
@@ -91,15 +92,25 @@ class FaceClipMethod(Method):
         elif path.suffix in PICKLE_SUFFIXES:
             encoder = load_release_encoder(path)
         else:
-            return load_encoder(path)
+            encoder = load_encoder(path)
+            # a run of 'faceid train' that fine-tuned the UNet saved it beside the encoder
+            tuned = path / "unet" if path.is_dir() else None
+            encoder.tuned_unet = tuned if tuned is not None and (tuned / "config.json").is_file() else None
+            return encoder
         unet = release.parent / FACECLIP_RELEASE["unet"]
         # the release fine-tuned the whole SDXL UNet: it comes with the encoder
-        encoder.release_unet = unet if unet.is_file() else None
+        encoder.tuned_unet = unet if unet.is_file() else None
         return encoder
 
     def prepare_pipeline(self, pipe, encoder) -> None:
-        unet = getattr(encoder, "release_unet", None)
-        if unet is not None:
+        unet = getattr(encoder, "tuned_unet", None)
+        if unet is None:
+            return
+        if Path(unet).is_dir():
+            from safetensors.torch import load_file
+
+            load_unet_state(pipe, load_file(str(Path(unet) / "diffusion_pytorch_model.safetensors")), unet)
+        else:
             load_release_unet(pipe, unet)
 
     def identity_tensors(self, encoder, crops: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -133,6 +144,10 @@ def load_release_unet(pipe, path) -> None:
     for prefix in ("module.", "model.", "unet."):
         if state and all(key.startswith(prefix) for key in state):
             state = {key[len(prefix):]: value for key, value in state.items()}
+    load_unet_state(pipe, state, path)
+
+
+def load_unet_state(pipe, state: dict, path) -> None:
     try:
         pipe.unet.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -9,6 +9,7 @@ class M2Method(WordMethod):
     name = "m2"
     encoder_type = "m2"
     summary = "DreamIdentity's M² encoder: multi-scale face-ViT features as k pseudo-words"
+    training_module = "faceid_cli.train.m2"
 
     def random_encoder(self, model_location: str, dims: tuple[int, ...]):
         from ..encoders.m2 import build_random_m2_encoder

@@ -19,6 +19,7 @@ from ..errors import InvalidArgumentError
 #: every key of a training config, with the paper's value; None where a run must say it
 DEFAULTS: dict = {
     "model": {
+        "method": "m2",  # or "faceclip": a FaceCLIP-style joint ID-text encoder (see faceid_cli.train.faceclip)
         "base": "sd21-base",  # any model faceid loads: an alias, repo id, folder, "tiny", "world"
         "init_encoder": None,  # an encoder checkpoint to start from (else a fresh one)
         "backbone": None,  # face-ViT weights: arcface_torch .pt, FaceCLIP's encoder, or a world face-vit folder
@@ -26,6 +27,10 @@ DEFAULTS: dict = {
         "num_words": 2,  # k (the paper: 2; 3 hurt text alignment)
         "hidden_dim": 1024,
         "features": "multi-scale",  # or "last": the final identity embedding only (Table 2's ablation)
+        # faceclip: the encoder's sizes (fuser, face, prefix...; the towers follow the base's text
+        # encoders and start from their weights), and the CLIP whose image embeddings it aligns to
+        "faceclip": {},
+        "clip": "openai/clip-vit-large-patch14",
     },
     "data": {
         "reconstruction": [],  # folders, globs or files of face photos (FFHQ-like)
@@ -55,6 +60,13 @@ DEFAULTS: dict = {
         "max_grad_norm": 1.0,
         "mixed_precision": "no",  # "fp16" or "bf16" on a GPU
         "gradient_checkpointing": False,  # of the face backbone
+        # faceclip: what trains (fuser, projections, text, face, unet; the release: fuser,
+        # projections and the UNet), the UNet's learning rate, and the alignment loss
+        "faceclip_trains": ["fuser", "projections", "unet"],
+        "unet_learning_rate": 1e-5,
+        "alignment": "sigmoid",  # or "softmax"
+        "alignment_targets": ["face", "text", "image"],
+        "alignment_weight": 0.1,
         "seed": 0,
         "device": "auto",
     },
@@ -71,6 +83,8 @@ DEFAULTS: dict = {
 }
 
 CHOICES = {
+    ("model", "method"): ("m2", "faceclip"),
+    ("train", "alignment"): ("sigmoid", "softmax"),
     ("model", "features"): ("multi-scale", "last"),
     ("train", "lr_schedule"): ("constant", "cosine"),
     ("train", "mixed_precision"): ("no", "fp16", "bf16"),

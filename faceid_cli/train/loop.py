@@ -169,14 +169,20 @@ def condition(pipe, encoder, crops: torch.Tensor, captions: list[str], token: st
 
     words = encoder(crops)  # (B, k, sum(dims))
     result = encode_prompt_with_identity(pipe, list(captions), encoder_split(encoder, words), token)
-    kwargs = {"encoder_hidden_states": result.prompt_embeds}
-    if result.pooled_prompt_embeds is not None:
+    return unet_conditioning(pipe, result.prompt_embeds, result.pooled_prompt_embeds), words
+
+
+def unet_conditioning(pipe, prompt_embeds: torch.Tensor, pooled: torch.Tensor | None) -> dict:
+    """The UNet's keyword arguments for these embeddings: SDXL's pooled text and size ids too, as
+    the pipeline builds them for its native size."""
+    kwargs = {"encoder_hidden_states": prompt_embeds}
+    if pooled is not None:
         size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-        time_ids = pipe._get_add_time_ids((size, size), (0, 0), (size, size), dtype=kwargs["encoder_hidden_states"].dtype,
+        time_ids = pipe._get_add_time_ids((size, size), (0, 0), (size, size), dtype=prompt_embeds.dtype,
                                           text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
-        kwargs["added_cond_kwargs"] = {"text_embeds": result.pooled_prompt_embeds,
-                                       "time_ids": time_ids.to(crops.device).repeat(len(captions), 1)}
-    return kwargs, words
+        kwargs["added_cond_kwargs"] = {"text_embeds": pooled,
+                                       "time_ids": time_ids.to(prompt_embeds.device).repeat(len(prompt_embeds), 1)}
+    return kwargs
 
 
 def encoder_split(encoder, words):
@@ -234,7 +240,7 @@ def resolve_resume(out: Path, resume: str | None) -> Path | None:
     return path
 
 
-def save_checkpoint(accelerator, encoder, config: dict, out: Path, step: int, keep: int) -> Path:
+def save_checkpoint(accelerator, encoder, config: dict, out: Path, step: int, keep: int, training) -> Path:
     """Write ``checkpoints/step-N`` under a temporary name, mark it complete, rename it into place,
     then drop the oldest beyond ``keep``."""
     final = out / CHECKPOINTS / f"step-{step:07d}"
@@ -243,7 +249,7 @@ def save_checkpoint(accelerator, encoder, config: dict, out: Path, step: int, ke
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     accelerator.save_state(str(partial / "state"), safe_serialization=True)
-    accelerator.unwrap_model(encoder).save_pretrained(partial / ENCODER_DIR)
+    training.save_trained(accelerator.unwrap_model(encoder), partial / ENCODER_DIR)
     (partial / "config.toml").write_text(dumps_toml(config), encoding="utf-8")
     (partial / COMPLETE).write_text(json.dumps({"step": step}) + "\n", encoding="utf-8")
     if final.exists():
@@ -263,8 +269,8 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
 
-    from ..conditioning import word_dims_of
     from ..faces import load_analyzer
+    from ..methods import get_method
     from ..faces.analyzer import AnalyzerOptions
     from ..locks import hold_output_lock
     from ..models.registry import load_pipeline, resolve_device, resolve_model
@@ -296,10 +302,13 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                                                           getattr(pipe, "text_encoder_2", None)) if m is not None]):
             module.requires_grad_(False).eval()
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the base's own schedule
-        encoder = build_encoder_for(config, word_dims_of(pipe))
-        if train_cfg["gradient_checkpointing"]:
-            encoder.backbone.gradient_checkpointing = True
-        groups = trainable_parameters(encoder, config)
+        # the method's training functions: what trains, its loss, how it is saved
+        training = get_method(config["model"]["method"]).training()
+        encoder = training.build(config, pipe)
+        groups = training.trainable_groups(encoder, config)
+        # a method whose loss needs the targets' CLIP image embeddings brings its scorer
+        clip = getattr(encoder, "clip_scorer", None)
+        image_cache: dict[int, torch.Tensor] = {}
         optimizer = torch.optim.AdamW(groups, weight_decay=train_cfg["weight_decay"])
         lr_scheduler = get_scheduler("cosine" if train_cfg["lr_schedule"] == "cosine" else "constant_with_warmup",
                                      optimizer, num_warmup_steps=train_cfg["lr_warmup_steps"],
@@ -349,14 +358,13 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
 
         token = "S*"
         metrics: list[dict] = []
+        metric_names: list[str] = []
         rank = accelerator.process_index
         templates = list(data_cfg["templates"])
         timer = time.perf_counter()
-        encoder.train()
-        if train_cfg["backbone"] == "frozen":
-            accelerator.unwrap_model(encoder).backbone.eval()
+        training.set_train_mode(accelerator.unwrap_model(encoder), config)
         for step in range(start, train_cfg["steps"]):
-            totals = {"loss": 0.0, "diffusion": 0.0, "reg": 0.0, "word_norm": 0.0}
+            totals: dict[str, float] = {"loss": 0.0}
             for micro in range(accumulation):
                 picks = batch_indices(seed, step, micro, counts, float(data_cfg["triplet_fraction"]), rank,
                                       train_cfg["micro_batch_size"])
@@ -376,15 +384,21 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                             value = latent_cache[i]
                         latents.append(value)
                     latents = torch.stack(latents)
+                image_embeddings = None
+                if clip is not None:
+                    missing = [i for i, b in zip(indices, batch) if i not in image_cache]
+                    if missing:
+                        targets = [_target_image(dataset[i]["target"]) for i in missing]
+                        image_cache.update(zip(missing, clip.image_embeddings(targets)))
+                    image_embeddings = torch.stack([image_cache[i] for i in indices]).to(accelerator.device)
                 generator = step_generator(seed, step * accumulation + micro, rank)
                 with accelerator.autocast():
-                    loss, diffusion, reg, word_norms = training_loss(pipe, encoder, noise_scheduler, crops, latents,
-                                                                     captions, generator, train_cfg["reg_weight"], token)
+                    loss, parts = training.training_loss(pipe, encoder, noise_scheduler, crops, latents, captions,
+                                                         generator, config, token, image_embeddings=image_embeddings)
                 accelerator.backward(loss / accumulation)
                 totals["loss"] += loss.item() / accumulation
-                totals["diffusion"] += diffusion.item() / accumulation
-                totals["reg"] += reg.item() / accumulation
-                totals["word_norm"] += word_norms.mean().item() / accumulation
+                for name, value in parts.items():
+                    totals[name] = totals.get(name, 0.0) + float(value) / accumulation
             if train_cfg["max_grad_norm"]:
                 accelerator.clip_grad_norm_(encoder.parameters(), train_cfg["max_grad_norm"])
             optimizer.step()
@@ -404,22 +418,30 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                     accelerator.log(record, step=done)
             if validation and accelerator.is_main_process and (
                     done % out_cfg["validate_every"] == 0 or done == train_cfg["steps"]):
-                report.validation_sheet(pipe, accelerator.unwrap_model(encoder), analyzer, validation, done,
+                unwrapped = accelerator.unwrap_model(encoder)
+                report.validation_sheet(pipe, getattr(unwrapped, "encoder", unwrapped), analyzer, validation, done,
                                         out / "validation" / f"step-{done:07d}.png", steps=out_cfg["validation_steps"],
-                                        seed=seed, model_name=config["model"]["base"])
+                                        seed=seed, model_name=config["model"]["base"], method=config["model"]["method"])
             if on_step:
                 on_step(record)
             if done % out_cfg["checkpoint_every"] == 0 or done == train_cfg["steps"]:
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
-                    save_checkpoint(accelerator, encoder, config, out, done, out_cfg["keep_checkpoints"])
+                    save_checkpoint(accelerator, encoder, config, out, done, out_cfg["keep_checkpoints"], training)
         accelerator.wait_for_everyone()
         final = out / ENCODER_DIR
         if accelerator.is_main_process:
-            unwrapped = accelerator.unwrap_model(encoder)
-            unwrapped.save_pretrained(final)
+            training.save_trained(accelerator.unwrap_model(encoder), final)
         accelerator.end_training()
     return TrainResult(steps=train_cfg["steps"], encoder_dir=final, metrics=metrics, data=summary)
+
+
+def _target_image(target: torch.Tensor):
+    """A training target (3, H, W) in [-1, 1] as the PIL image CLIP's processor takes."""
+    from PIL import Image
+
+    pixels = ((target.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(pixels)
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict]:

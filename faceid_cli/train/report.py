@@ -53,7 +53,7 @@ def loss_plot(metrics: list[dict], path: Path, size: tuple[int, int] = (720, 360
 
 
 def validation_sheet(pipe, encoder, analyzer, pairs: list[dict], step: int, path: Path, *, steps: int, seed: int,
-                     model_name: str) -> Path:
+                     model_name: str, method: str = "m2") -> Path:
     """One row per (face, prompt) pair: the reference photo, then the prompt rendered with the
     encoder as it is now (fixed seed, so sheets of successive steps compare)."""
     import torch
@@ -64,12 +64,12 @@ def validation_sheet(pipe, encoder, analyzer, pairs: list[dict], step: int, path
 
     was_training = encoder.training
     encoder.eval()
-    pipeline = FaceIDPipeline(pipe, encoder, model_name=model_name, method="m2", analyzer=analyzer)
+    pipeline = FaceIDPipeline(pipe, encoder, model_name=model_name, method=method, analyzer=analyzer)
     rows, captions = [], []
     try:
         with torch.no_grad():
             for k, pair in enumerate(pairs):
-                identity = encode_identity(encoder, analyzer, [pair["face"]], method="m2")
+                identity = encode_identity(encoder, analyzer, [pair["face"]], method=method)
                 image = pipeline(identity, pair["prompt"], seeds=[seed + k], steps=steps)[0]
                 rows.append([load_image(pair["face"]), image])
                 captions.append([Path(pair["face"]).name, pair["prompt"]])
