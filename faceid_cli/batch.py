@@ -19,6 +19,13 @@ from pathlib import Path
 from .errors import FaceIDError
 from .jobs import Job, default_seed
 
+
+def _uses_identity(method: str) -> bool:
+    from .methods import METHOD_MODULES, get_method
+
+    # an unknown method is reported where the job is checked; here it counts as needing a face
+    return method not in METHOD_MODULES or get_method(method).uses_identity
+
 MANIFEST = "manifest.jsonl"
 
 
@@ -155,7 +162,7 @@ def preflight(job: Job, defaults: dict) -> str | None:
     for face in job.faces:
         if not Path(face).is_file():
             return f"job '{job.name}': face '{face}' does not exist"
-    if method != "none":
+    if _uses_identity(method):
         token = job.settings.get("identity_token", defaults.get("identity_token"))
         append = bool(job.settings.get("append_identity", defaults.get("append_identity")))
         try:
@@ -217,7 +224,7 @@ class BatchRunner:
             if item.job.name in self.summary.failed_jobs:
                 continue
             try:
-                if self.setting(item.job, "method") != "none":
+                if _uses_identity(self.setting(item.job, "method")):
                     prompt = check_identity_prompt(item.prompt, self.setting(item.job, "identity_token"),
                                                    bool(self.setting(item.job, "append_identity")))
                     item = WorkItem(item.job, item.prompt_index, prompt, item.seed, item.file)
@@ -257,7 +264,7 @@ class BatchRunner:
         return self._pipelines[key]
 
     def _identity(self, pipeline, item: WorkItem):
-        if pipeline.method == "none":
+        if not pipeline.uses_identity:
             return None
         faces = item.job.faces
         key = (id(pipeline), faces, int(self.setting(item.job, "face_index") or 0))

@@ -192,17 +192,19 @@ def prepare(
     from .identity import Identity, is_identity_file
     from .models.registry import check_model_available, resolve_device, resolve_model
     from .models.schedulers import check_scheduler
+    from .methods import get_method
     from .pipeline_faceid import FaceIDPipeline, encode_identity, load_identity_encoder
 
     check_scheduler(scheduler)
-    if method != "none":
+    uses_identity = get_method(method).uses_identity
+    if uses_identity:
         prompt = check_identity_prompt(prompt, identity_token, append_identity)
     elif is_identity_file(face) and on_note:
         on_note("--method none ignores the identity file")
     check_model_available(resolve_model(model), allow_download)
     options = analyzer_options or AnalyzerOptions(model=model)
     identity_encoder = analyzer = identity = None
-    if method != "none":
+    if uses_identity:
         identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
         if is_identity_file(face):
             identity = Identity.load(face)

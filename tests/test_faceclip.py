@@ -365,3 +365,13 @@ def test_hf_text_tower_copied_into_open_clip_layout_gives_the_same_states():
         expected = hf(tokens.input_ids, output_hidden_states=True)
     end = int(tokens.eos_positions[0]) + 1
     torch.testing.assert_close(hidden[0, :end], expected.last_hidden_state[0, :end], atol=1e-5, rtol=1e-4)
+
+
+def test_models_lists_faceclip_with_where_it_is_looked_for_and_its_licence():
+    from tests.helpers import parse_json
+
+    result = run_cli("models", "--json")
+    assert result.exit_code == 0, result.stderr
+    row = next(r for r in parse_json(result)["models"] if r["name"] == "faceclip")
+    assert "ByteDance/FaceCLIP" in row["location"] and row["found"] is False
+    assert row["license"].startswith("CC-BY-NC-4.0")

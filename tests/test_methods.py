@@ -28,3 +28,38 @@ def test_m2_identity_files_from_before_the_methods_refactor_give_the_same_images
     image = np.asarray(Image.open(made[0]).convert("RGB")).astype(int)
     assert image.shape == expected.shape
     assert np.abs(image - expected).max() <= 1
+
+
+def test_every_method_name_has_its_module_and_every_module_its_name():
+    from faceid_cli.methods import METHOD_MODULES, get_method
+    from faceid_cli.names import METHODS
+
+    assert set(METHODS) == set(METHOD_MODULES)
+    for name in METHODS:
+        method = get_method(name)
+        assert method.name == name and method.summary
+        assert method.uses_identity == (name != "none")
+
+
+def test_an_unknown_method_is_one_clear_error():
+    result = run_cli("generate", str(DATA / "faces" / "obama.jpg"), "S* as a chef", "--method", "dreambooth")
+    assert result.exit_code == 2
+    assert "dreambooth" in result.stderr and "faceclip" in result.stderr
+
+
+def test_evaluate_pairs_each_checkpoint_with_the_method_of_its_kind(tmp_path):
+    import json
+
+    from faceid_cli.evaluate.run import Variant, variants_from
+
+    m2 = tmp_path / "runs" / "m2" / "encoder"
+    faceclip = tmp_path / "runs" / "faceclip" / "encoder"
+    for folder, kind in ((m2, "m2"), (faceclip, "faceclip")):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"encoder_type": kind}))
+    release = tmp_path / "face_clip_encoder.pt"
+    release.write_bytes(b"")
+    assert variants_from(["m2", "faceclip", "none"], [str(m2), str(faceclip)]) == [
+        Variant("m2", "m2", str(m2)), Variant("faceclip", "faceclip", str(faceclip)), Variant("none", "none")]
+    both = variants_from(["faceclip"], [str(faceclip), str(release)])
+    assert [v.encoder for v in both] == [str(faceclip), str(release)] and len({v.label for v in both}) == 2

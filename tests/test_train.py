@@ -165,13 +165,15 @@ def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_
     assert json.loads((tmp_path / "run" / "data.json").read_text())["skipped"]["no face found"] == 1
 
 
-@pytest.mark.parametrize("name", ["sd21-base", "sdxl", "world"])
+@pytest.mark.parametrize("name", ["sd21-base", "sdxl", "world", "faceclip-sdxl", "world-faceclip"])
 def test_the_shipped_configs_load(name):
     from pathlib import Path
 
     config = load_config(Path(__file__).parents[1] / "configs" / f"{name}.toml")
     assert config["model"]["num_words"] == 2
-    if name != "world":  # the paper's numbers
+    if "faceclip" in name:
+        assert config["model"]["method"] == "faceclip" and "unet" in config["train"]["faceclip_trains"]
+    elif name != "world":  # the paper's numbers
         assert config["train"]["learning_rate"] == 5e-5 and config["train"]["batch_size"] == 64
         assert config["train"]["steps"] == 60_000
 

@@ -18,6 +18,7 @@ def models(
     face model packs in the insightface folder.
     """
     import importlib.util
+    from pathlib import Path
 
     from ..faces.backend_insightface import PACKS, default_insightface_root, find_pack
     from ..models.registry import ALIASES, find_in_cache, hub_cache_dir
@@ -39,6 +40,15 @@ def models(
         snapshot = find_in_cache(repo)
         rows.append({"name": alias, "kind": "diffusion", "location": repo,
                      "found": snapshot is not None, "path": str(snapshot) if snapshot else None})
+    from huggingface_hub import try_to_load_from_cache
+
+    from ..names import FACECLIP_RELEASE
+
+    found = try_to_load_from_cache(FACECLIP_RELEASE["repo"], FACECLIP_RELEASE["encoder"], cache_dir=str(hub_cache_dir()))
+    rows.append({"name": "faceclip", "kind": "encoder (--method faceclip)",
+                 "location": f"{FACECLIP_RELEASE['repo']} (or --encoder FOLDER)", "found": isinstance(found, str),
+                 "path": str(Path(found).parent) if isinstance(found, str) else None,
+                 "license": FACECLIP_RELEASE["license"]})
     root = insightface_root or default_insightface_root()
     dlib_ok = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec(
         "face_recognition_models") is not None
@@ -55,8 +65,9 @@ def models(
     table = Table(box=None, pad_edge=False)
     for column in ("name", "kind", "looked for in", "found"):
         table.add_column(column)
+    table.add_column("licence")
     for row in rows:
-        table.add_row(row["name"], row["kind"], row["location"], "yes" if row["found"] else "no")
+        table.add_row(row["name"], row["kind"], row["location"], "yes" if row["found"] else "no", row.get("license", ""))
     console = stdout_console()
     console.print(table)
     console.print(f"Hugging Face cache: {hub_cache_dir()}   insightface packs: {root}")

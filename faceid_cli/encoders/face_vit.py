@@ -126,7 +126,9 @@ class FaceViT(nn.Module):
             x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
             if index in layers:
                 taken[index] = x
-        tokens = self.norm(x.float()).to(x.dtype)
+        # the final LayerNorm in fp32 (as the reference does), whatever the weights' dtype
+        tokens = nn.functional.layer_norm(x.float(), self.norm.normalized_shape, self.norm.weight.float(),
+                                          self.norm.bias.float(), self.norm.eps).to(x.dtype)
         if self.config.depth in layers:
             taken[self.config.depth] = tokens
         identity = self.feature(tokens.reshape(tokens.shape[0], -1))

@@ -355,7 +355,8 @@ class FaceClipBranch(nn.Module):
             replace = (positions[None, :] == id_positions[:, None])[..., None]
             embeddings = torch.where(replace, self.face_token(identity)[:, None, :].to(embeddings.dtype), embeddings)
         length = input_ids.shape[1]
-        x = self.transformer(embeddings + self.positional_embedding[:length], self.attn_mask[:length, :length])
+        x = self.transformer(embeddings + self.positional_embedding[:length],
+                             self.attn_mask[:length, :length].to(embeddings.dtype))
         hidden = self.ln_final(x)
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_positions]
         return hidden, pooled

@@ -31,19 +31,41 @@ class Variant:
 
 
 def variants_from(methods: list[str], encoders: list[str]) -> list[Variant]:
-    """Several ``--method`` values are compared side by side; several ``--encoder`` checkpoints
-    each make an ``m2`` column labelled by the checkpoint's folder."""
+    """Several ``--method`` values are compared side by side. Each ``--encoder`` checkpoint goes
+    to the method of its kind (``m2`` and ``faceclip`` checkpoints in one run make one column
+    each); several checkpoints of one method make a column each, labelled by the checkpoint's
+    folder."""
+    from ..methods import get_method
+
     methods = list(dict.fromkeys(methods or ["m2"]))
     encoders = list(dict.fromkeys(encoders or []))
     names = checkpoint_names(encoders)
+    kinds = {encoder: encoder_type_of(encoder) for encoder in encoders}
     variants = []
     for method in methods:
-        if method != "none" and len(encoders) > 1:
-            for encoder in encoders:
-                variants.append(Variant(f"{method}@{names[encoder]}", method, encoder))
+        if not get_method(method).uses_identity:
+            variants.append(Variant(method, method, None))
+            continue
+        mine = [e for e in encoders if kinds[e] in (None, method)]
+        if len(mine) > 1:
+            variants += [Variant(f"{method}@{names[encoder]}", method, encoder) for encoder in mine]
         else:
-            variants.append(Variant(method, method, encoders[0] if encoders and method != "none" else None))
+            variants.append(Variant(method, method, mine[0] if mine else None))
     return variants
+
+
+def encoder_type_of(path: str) -> str | None:
+    """The method a checkpoint is for, read from its config (None when it cannot be told)."""
+    from ..names import FACECLIP_RELEASE
+
+    location = Path(path)
+    if location.suffix in (".pt", ".pth", ".bin", ".ckpt") or (location / FACECLIP_RELEASE["encoder"]).is_file():
+        return "faceclip"
+    config = location / "config.json" if location.is_dir() else location.with_name("config.json")
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("encoder_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def checkpoint_names(encoders: list[str]) -> dict[str, str]:
@@ -152,7 +174,7 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
             key = (pipeline.method, self.setting(item.job, "encoder"), item.job.faces)
             started = time.perf_counter()
             identity = super()._identity(pipeline, item)
-            if key not in encode_seconds and pipeline.method != "none":
+            if key not in encode_seconds and pipeline.uses_identity:
                 encode_seconds[key] = time.perf_counter() - started
             return identity
 

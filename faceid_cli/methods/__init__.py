@@ -12,16 +12,15 @@ from importlib import import_module
 
 from ..errors import InvalidArgumentError
 from ..names import METHODS
-from .base import Method
-
 #: method name → the module that defines it (as ``METHOD``)
 METHOD_MODULES = {"m2": "m2", "clip-image": "clip_image", "none": "none", "faceclip": "faceclip"}
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str):
+    """The :class:`~faceid_cli.methods.base.Method` called ``name``."""
     if name not in METHOD_MODULES:
         raise InvalidArgumentError(f"unknown method '{name}'", f"use one of: {', '.join(METHODS)}")
     return import_module(f"{__name__}.{METHOD_MODULES[name]}").METHOD
 
 
-__all__ = ["METHOD_MODULES", "Method", "get_method"]
+__all__ = ["METHOD_MODULES", "get_method"]
