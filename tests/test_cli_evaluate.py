@@ -159,3 +159,13 @@ def test_a_missing_encoder_fails_before_anything_is_generated(tmp_path, faces_di
                      "--encoder", tmp_path / "nope", "-o", tmp_path / "out")
     assert_one_line_error(result, 1, "nope", "--encoder")
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_compares_m2_and_faceclip_on_tiny_xl(tmp_path, faces_dir, tiny_clip, prompts_file):
+    result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--prompts", prompts_file, "-o", tmp_path / "e",
+                     "--method", "m2", "--method", "faceclip", "--clip", tiny_clip, "--json", "--steps", "2", "-n",
+                     "1", "--model", "tiny-xl", "--backend", "dlib")
+    assert result.exit_code == 0, result.stderr
+    document = parse_json(result)
+    assert {row["variant"] for row in document["results"]} == {"m2", "faceclip"}
+    assert all(row["images"] == 2 for row in document["results"])  # one per prompt, same seeds

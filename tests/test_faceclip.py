@@ -375,3 +375,25 @@ def test_models_lists_faceclip_with_where_it_is_looked_for_and_its_licence():
     row = next(r for r in parse_json(result)["models"] if r["name"] == "faceclip")
     assert "ByteDance/FaceCLIP" in row["location"] and row["found"] is False
     assert row["license"].startswith("CC-BY-NC-4.0")
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "softmax"])
+def test_alignment_loss_is_low_for_matched_rows_and_treats_equal_targets_as_matches(kind):
+    from faceid_cli.train.faceclip import contrastive, same
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.nn.functional.normalize(torch.randn(6, 16, generator=generator), dim=-1)
+    scale, bias = torch.tensor(2.3), torch.tensor(-2.0)
+    matched = contrastive(targets, targets, scale, bias, kind)
+    shuffled = contrastive(targets[torch.randperm(6, generator=generator)], targets, scale, bias, kind)
+    assert matched < shuffled
+    # rows 0 and 1 are one caption: as positives of each other, the loss is lower than as negatives
+    doubled = torch.cat([targets[:1], targets[:1], targets[2:]])
+    captions = ["a", "a", "b", "c", "d", "e"]
+    assert same(captions)[0, 1] and not same(captions)[0, 2]
+    with_duplicates = contrastive(doubled, doubled, scale, bias, kind, same(captions))
+    without = contrastive(doubled, doubled, scale, bias, kind)
+    if kind == "sigmoid":  # pushing a caption away from itself costs
+        assert with_duplicates < without
+    else:  # equal targets get equal logits, so the softmax cannot tell one-hot from shared labels
+        torch.testing.assert_close(with_duplicates, without)

@@ -74,6 +74,12 @@ class FaceClipConfig:
     crop_size: int = 448
     branch_names: tuple[str, ...] = field(default=("face_clip_l", "face_clip_g"))
 
+    def __post_init__(self):
+        # one branch per text tower of the base (SD: one, SDXL: two); the release names them l and g
+        if len(self.branch_names) < len(self.towers):
+            raise ValueError(f"{len(self.towers)} text towers but branch names {list(self.branch_names)}")
+        object.__setattr__(self, "branch_names", tuple(self.branch_names[: len(self.towers)]))
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["towers"] = [asdict(t) for t in self.towers]

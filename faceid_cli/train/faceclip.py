@@ -135,15 +135,26 @@ def _parameters(module_or_parameter) -> list[nn.Parameter]:
 
 
 def contrastive(joint: torch.Tensor, target: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
-                kind: str) -> torch.Tensor:
-    """Row i of ``joint`` matches row i of ``target`` (both L2-normalised). Sigmoid: SigLIP's
-    pairwise loss (Zhai et al., 2023); softmax: CLIP's symmetric cross-entropy."""
+                kind: str, positives: torch.Tensor | None = None) -> torch.Tensor:
+    """Row i of ``joint`` matches row i of ``target`` (both L2-normalised), and any row
+    ``positives`` (B, B) marks: a batch often holds one caption twice, and two equal targets must
+    not be pushed apart. Sigmoid: SigLIP's pairwise loss (Zhai et al., 2023); softmax: CLIP's
+    symmetric cross-entropy, over the positives' share."""
     logits = joint @ target.T * scale.exp()
+    if positives is None:
+        positives = torch.eye(len(joint), dtype=torch.bool, device=joint.device)
+    positives = positives.to(joint.device)
     if kind == "sigmoid":
-        labels = 2 * torch.eye(len(joint), device=joint.device) - 1
+        labels = 2 * positives.float() - 1
         return -F.logsigmoid(labels * (logits + bias)).sum() / len(joint)
-    classes = torch.arange(len(joint), device=joint.device)
-    return (F.cross_entropy(logits, classes) + F.cross_entropy(logits.T, classes)) / 2
+    shares = positives.float() / positives.float().sum(-1, keepdim=True)
+    columns = positives.T.float() / positives.T.float().sum(-1, keepdim=True)
+    return (F.cross_entropy(logits, shares) + F.cross_entropy(logits.T, columns)) / 2
+
+
+def same(values: list) -> torch.Tensor:
+    """(B, B): where two rows hold the same value."""
+    return torch.tensor([[a == b for b in values] for a in values])
 
 
 def training_loss(pipe, trainee: FaceClipTrainee, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor,
@@ -186,7 +197,7 @@ def training_loss(pipe, trainee: FaceClipTrainee, noise_scheduler, crops: torch.
             _, text_pooled = branch.text_states(plain.input_ids.to(device), plain.id_positions.to(device),
                                                 plain.eos_positions.to(device), None)
             text = branch.text_features(text_pooled)
-        losses.append(contrastive(joint, text, branch.logit_scale, branch.logit_bias, train["alignment"]))
+        losses.append(contrastive(joint, text, branch.logit_scale, branch.logit_bias, train["alignment"], same(texts)))
     if "image" in targets:
         if image_embeddings is None:
             raise InvalidArgumentError("train.alignment_targets has 'image' but no CLIP is loaded", "set model.clip")
