@@ -26,5 +26,30 @@ def assert_one_line_error(result, code: int, *fragments: str) -> str:
     return error_lines[0]
 
 
+def record_pipeline_weights(monkeypatch, parts: tuple[str, ...]) -> dict:
+    """Make ``load_pipeline`` remember the pipeline it loads and a copy of ``parts``' weights;
+    ``changed(seen)`` then says which of them training altered."""
+    from faceid_cli.models import registry
+
+    seen: dict = {}
+    original = registry.load_pipeline
+
+    def recording(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        seen["pipe"] = pipe
+        seen["before"] = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()} for name in parts}
+        return pipe
+
+    monkeypatch.setattr(registry, "load_pipeline", recording)
+    return seen
+
+
+def changed(seen: dict) -> dict[str, bool]:
+    import torch
+
+    return {name: not all(torch.equal(before[k], getattr(seen["pipe"], name).state_dict()[k]) for k in before)
+            for name, before in seen["before"].items()}
+
+
 def parse_json(result) -> dict:
     return json.loads(result.stdout)

@@ -22,7 +22,7 @@ from faceid_cli.encoders.faceclip import (
 )
 from faceid_cli.encoders.face_vit import FaceViTConfig
 from tests.conftest import DATA, FACES
-from tests.helpers import run_cli
+from tests.helpers import changed, record_pipeline_weights, run_cli
 
 MANIFEST = json.loads((DATA / "faceclip_encoder_keys.json").read_text())
 
@@ -312,29 +312,13 @@ def test_faceclip_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     assert last.item() < 0.8 * first.item()
 
 
-def test_faceclip_training_run_saves_what_generate_loads(tmp_path):
-    from faceid_cli.models import registry
+def test_faceclip_training_run_saves_what_generate_loads(tmp_path, monkeypatch):
     from faceid_cli.train import loop
 
-    seen = {}
-    original = registry.load_pipeline
-
-    def recording(*args, **kwargs):
-        pipe = original(*args, **kwargs)
-        seen["pipe"] = pipe
-        seen["before"] = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()}
-                          for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
-        return pipe
-
-    import pytest as _pytest
-
-    with _pytest.MonkeyPatch.context() as patch:
-        patch.setattr(registry, "load_pipeline", recording)
-        result = loop.train(_faceclip_config(tmp_path))
-    changed = {name: not all(torch.equal(before[k], getattr(seen["pipe"], name).state_dict()[k]) for k in before)
-               for name, before in seen["before"].items()}
+    seen = record_pipeline_weights(monkeypatch, ("unet", "vae", "text_encoder", "text_encoder_2"))
+    result = loop.train(_faceclip_config(tmp_path))
     # the release's recipe: the UNet fine-tunes; the VAE and the base's text encoders never change
-    assert changed == {"unet": True, "vae": False, "text_encoder": False, "text_encoder_2": False}
+    assert changed(seen) == {"unet": True, "vae": False, "text_encoder": False, "text_encoder_2": False}
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2] and all("alignment" in m and "diffusion" in m for m in metrics)
     encoder_dir = result.encoder_dir

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from faceid_cli.train.config import load_config
 
-from .helpers import assert_one_line_error, parse_json, run_cli
+from .helpers import assert_one_line_error, parse_json, record_pipeline_weights, run_cli
 
 PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg", "biden2.jpg")
 
@@ -71,20 +71,9 @@ def test_bad_values_fail_before_any_work(tmp_path):
 
 
 def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen(tmp_path, faces_dir, monkeypatch):
-    from faceid_cli.models import registry
     from faceid_cli.train import loop
 
-    seen = {}
-    original = registry.load_pipeline
-
-    def recording(*args, **kwargs):
-        pipe = original(*args, **kwargs)
-        seen["pipe"] = pipe
-        seen["before"] = {name: {k: v.clone() for k, v in getattr(pipe, name).state_dict().items()}
-                          for name in ("unet", "vae", "text_encoder")}
-        return pipe
-
-    monkeypatch.setattr(registry, "load_pipeline", recording)
+    seen = record_pipeline_weights(monkeypatch, ("unet", "vae", "text_encoder"))
     validation = f'[{{face = "{faces_dir / "biden.jpg"}", prompt = "S* as a chef"}}]'
     config = _config(tmp_path, faces_dir, extra=[f"output.validation={validation}", "output.validate_every=2",
                                                  "output.validation_steps=2"])

@@ -161,6 +161,10 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return encoder.to(device).eval()
 
 
+#: files read as pickled state dicts (never written)
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
 def read_pickle_state_dict(path: str | os.PathLike) -> dict:
     """A ``.pt``/``.pth``/``.bin``/``.ckpt`` state dict, read safely (tensors only, no code)."""
     state = torch.load(str(path), map_location="cpu", weights_only=True)

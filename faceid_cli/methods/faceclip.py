@@ -20,7 +20,6 @@ from ..errors import MissingModelError
 from ..names import FACECLIP_RELEASE
 from .base import Method
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 #: ``negative`` option values: the release's branch (black face through the encoder, no prefix),
 #: or the base's own text encoders on the negative prompt alone
@@ -81,6 +80,7 @@ class FaceClipMethod(Method):
 
     def load_encoder(self, path):
         from ..encoders import load_encoder
+        from ..encoders.base import PICKLE_SUFFIXES
         from ..encoders.faceclip import load_release_encoder
 
         path = Path(path)
