@@ -381,3 +381,15 @@ def test_alignment_loss_is_low_for_matched_rows_and_treats_equal_targets_as_matc
         assert with_duplicates < without
     else:  # equal targets get equal logits, so the softmax cannot tell one-hot from shared labels
         torch.testing.assert_close(with_duplicates, without)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage\n", b"PK\x03\x04truncated"])
+def test_an_empty_fake_or_truncated_checkpoint_is_one_line_naming_the_file(tmp_path, content):
+    checkpoint = tmp_path / "face_clip_encoder.pt"
+    checkpoint.write_bytes(content)
+    result = run_cli("generate", str(FACES / "obama.jpg"), "S* as a chef", "--model", "tiny-xl", "--method",
+                     "faceclip", "--encoder", str(checkpoint), "--backend", "dlib", "-o", str(tmp_path / "o"))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "face_clip_encoder.pt" in lines[0] and "weights_only" not in lines[0]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

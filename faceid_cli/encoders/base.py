@@ -165,6 +165,16 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
+def pickle_problem(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words for a one-line error
+    (torch's own message suggests turning weights_only off, which faceid never does)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "not a weights-only PyTorch file (faceid never unpickles code)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first or f"{type(exc).__name__} (empty or truncated file?)"
+
+
 def read_pickle_state_dict(path: str | os.PathLike) -> dict:
     """A ``.pt``/``.pth``/``.bin``/``.ckpt`` state dict, read safely (tensors only, no code)."""
     state = torch.load(str(path), map_location="cpu", weights_only=True)

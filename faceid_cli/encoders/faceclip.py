@@ -520,12 +520,12 @@ def load_release_encoder(path, config: dict | None = None) -> FaceClipEncoder:
     takes the checkpoint's tensors as they are, so the 1.6 B parameters are in memory once.
     ``config``: the encoder's sizes (default: the release's)."""
     from ..errors import MissingModelError
-    from .base import read_pickle_state_dict
+    from .base import pickle_problem, read_pickle_state_dict
 
     try:
         state = release_state_dict(read_pickle_state_dict(path))
     except Exception as exc:  # torch raises several types for damaged or foreign pickles
-        raise MissingModelError(f"cannot read FaceCLIP checkpoint '{path}': {str(exc).splitlines()[0]}",
+        raise MissingModelError(f"cannot read FaceCLIP checkpoint '{path}': {pickle_problem(exc)}",
                                 "pass the release's face_clip_encoder.pt (weights only)") from None
     with torch.device("meta"):
         encoder = FaceClipEncoder(FaceClipConfig.from_dict(config) if config else FaceClipConfig())

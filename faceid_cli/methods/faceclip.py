@@ -134,12 +134,12 @@ METHOD = FaceClipMethod()
 def load_release_unet(pipe, path) -> None:
     """Load the release's fine-tuned SDXL UNet (``unet.pt``, a state dict read with
     ``weights_only=True``) into ``pipe.unet``, every key matching."""
-    from ..encoders.base import read_pickle_state_dict
+    from ..encoders.base import pickle_problem, read_pickle_state_dict
 
     try:
         state = read_pickle_state_dict(path)
     except Exception as exc:  # torch raises several types for damaged or foreign pickles
-        raise MissingModelError(f"cannot read FaceCLIP UNet '{path}': {str(exc).splitlines()[0]}",
+        raise MissingModelError(f"cannot read FaceCLIP UNet '{path}': {pickle_problem(exc)}",
                                 "pass the release's unet.pt (weights only)") from None
     for prefix in ("module.", "model.", "unet."):
         if state and all(key.startswith(prefix) for key in state):
