@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,33 @@ def test_render_is_reproducible_and_held_out_ids_come_from_their_range(tmp_path)
     assert [np.asarray(Image.open(p)).tobytes() for p in a] == [np.asarray(Image.open(p)).tobytes() for p in b]
     record = json.loads((tmp_path / "a" / "ground_truth.jsonl").read_text().splitlines()[0])
     assert record["identity"] == SEED_RANGES["held_out"][0] and record["name"] is None
+
+
+def test_render_pairs_writes_editing_triplets_that_train_reads(tmp_path):
+    from faceid_cli.train.data import read_triplets
+
+    out = tmp_path / "set"
+    result = runner.invoke(app, ["world", "render", "-o", str(out), "--population", "reconstruction", "-n", "2",
+                                 "-k", "3", "--pairs", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["triplets"] == 2 * 3 * 2  # ordered pairs of 3 pictures, per person
+    truth = {r["file"]: r for r in (json.loads(line) for line in (out / "ground_truth.jsonl").read_text().splitlines())}
+    lines = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    for line in lines:
+        face, target = truth[line["face"]], truth[line["image"]]
+        assert line["face"] != line["image"] and face["identity"] == target["identity"] == line["identity"]
+        # the prompt describes the target's context, with S* for the person
+        assert line["prompt"] == caption(Context(**target["context"]), "S*")
+    assert len({(line["face"], line["image"]) for line in lines}) == len(lines)
+    sources = read_triplets([str(out / "pairs.jsonl")])
+    assert [s.target.name for s in sources] == [Path(line["image"]).name for line in lines]
+    assert all(s.face.is_file() and s.target.is_file() and "S*" in s.prompt for s in sources)
+
+
+def test_render_pairs_needs_two_pictures_of_each_person(tmp_path):
+    result = runner.invoke(app, ["world", "render", "-o", str(tmp_path / "x"), "-k", "1", "--pairs"])
+    assert result.exit_code == 2 and "-k 1" in result.stderr and "-k 2" in result.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_render_refuses_unknown_context_values_with_exit_2(tmp_path):

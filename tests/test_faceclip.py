@@ -101,6 +101,20 @@ def test_deformable_sampling_matches_direct_bilinear_computation():
     np.testing.assert_allclose(out, expected.reshape(batch, queries, heads * dim), atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_deformable_sampling_in_half_precision_keeps_its_dtype_and_values(dtype):
+    generator = torch.Generator().manual_seed(1)
+    value = torch.randn(1, 12 * 12, 4, 8, generator=generator)
+    locations = torch.rand(1, 144, 4, 4, 2, generator=generator)
+    weights = torch.rand(1, 144, 4, 4, generator=generator).softmax(-1)
+    value, locations, weights = (t.to(dtype) for t in (value, locations, weights))
+    # against fp32 on the same (rounded) inputs: rounding inside and of the output is all that is left
+    expected = deformable_sample(value.float(), (12, 12), locations.float(), weights.float())
+    out = deformable_sample(value, (12, 12), locations, weights)
+    assert out.dtype == dtype and out.shape == expected.shape
+    torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=1e-2)
+
+
 # ---- the id token ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def word_tokenizer():

@@ -96,6 +96,10 @@ def render(
     context: Annotated[str | None, typer.Option("--context", help="Fix attributes, e.g. 'hat=red,glasses=none' "
                                                 "(the rest stay random).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the pictures' contexts and poses.")] = 0,
+    pairs: Annotated[bool, typer.Option("--pairs", help="Also write pairs.jsonl: editing triplets (one picture of "
+                                        "a person as the face, another as the target, its caption with S*) in "
+                                        "selfaug's manifest format, for 'faceid train' (data.triplets). Needs -k 2 "
+                                        "or more.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Write a data set: PNG pictures and ground_truth.jsonl (identity, name, context, face box,
@@ -105,14 +109,23 @@ def render(
     reconstruction (the encoder's training faces), recogniser and backbone (what those models
     trained on), held_out (people no model ever saw: use them to evaluate).
     """
-    from ..world.dataset import parse_context, write_dataset
+    from ..errors import InvalidArgumentError
+    from ..world.dataset import GROUND_TRUTH, PAIRS, parse_context, write_dataset, write_pairs
 
+    if pairs and per_identity < 2:
+        raise InvalidArgumentError(f"--pairs needs two pictures of each person, not -k {per_identity}",
+                                   "add -k 2 (or more)")
     fixed = parse_context(context) if context else {}
     records = write_dataset(output, population, identities, per_identity, offset=offset, fixed=fixed, seed=seed)
+    triplets = write_pairs(output, records) if pairs else None
     if json_output:
-        print_json({"output": str(output), "images": len(records), "ground_truth": str(output / "ground_truth.jsonl")})
+        document = {"output": str(output), "images": len(records), "ground_truth": str(output / GROUND_TRUTH)}
+        if pairs:
+            document.update(pairs=str(output / PAIRS), triplets=triplets)
+        print_json(document)
         return
-    note(f"{len(records)} pictures and ground_truth.jsonl written to {output}")
+    note(f"{len(records)} pictures and {GROUND_TRUTH} written to {output}"
+         + (f"; {triplets} editing triplets in {PAIRS}" if pairs else ""))
 
 
 @app.command()

@@ -12,6 +12,8 @@ from .data import RenderJob, image_seed, render_pool
 from .people import celebrity_names, population_seeds
 
 GROUND_TRUTH = "ground_truth.jsonl"
+#: the editing triplets of a rendered data set (``faceid world render --pairs``)
+PAIRS = "pairs.jsonl"
 
 
 def parse_context(text: str) -> dict[str, str]:
@@ -79,9 +81,38 @@ def write_dataset(folder: Path, population: str, identities: int, per_identity: 
     return records
 
 
+def write_pairs(folder: Path, records: list[dict]) -> int:
+    """Write ``folder/pairs.jsonl``: editing triplets from the ground truth, in the manifest format
+    of ``faceid selfaug`` (``face``, ``prompt``, ``image``), so ``faceid train`` reads them as
+    ``data.triplets``. Every ordered pair of two pictures of one person gives a line: the first is
+    the identity face, the second the target, and the prompt is the target's caption with ``S*``
+    for the person. This is what self-augmentation approximates with a model's own edits (and
+    what FaceCLIP trains on: several pictures of a person, each with its caption), exact here
+    because the world knows who is who. Returns the number of lines."""
+    from ..images import atomic_output
+    from ..names import GENERATION_DEFAULTS
+
+    token = GENERATION_DEFAULTS["identity_token"]
+    by_person: dict[int, list[dict]] = {}
+    for record in records:
+        by_person.setdefault(record["identity"], []).append(record)
+    lines = []
+    for identity, pictures in by_person.items():
+        for face in pictures:
+            for target in pictures:
+                if target is face:
+                    continue
+                lines.append({"face": face["file"], "image": target["file"], "identity": identity,
+                              "prompt": caption(Context(**target["context"]), token),
+                              "name": target.get("name"), "source": "world ground truth"})
+    with atomic_output(Path(folder) / PAIRS) as tmp:
+        tmp.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines), encoding="utf-8")
+    return len(lines)
+
+
 def read_ground_truth(folder: Path) -> list[dict]:
     path = Path(folder) / GROUND_TRUTH
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-__all__ = ["GROUND_TRUTH", "Context", "parse_context", "read_ground_truth", "write_dataset"]
+__all__ = ["GROUND_TRUTH", "PAIRS", "Context", "parse_context", "read_ground_truth", "write_dataset", "write_pairs"]
