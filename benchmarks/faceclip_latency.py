@@ -6,7 +6,12 @@ deformable attention over the patch grid) and the projections: the target is at 
     python benchmarks/faceclip_latency.py [--repeats 3] [--batch 1] [--device cpu|cuda] [--dtypes fp32 bf16]
 
 Timed side by side (interleaved, medians), so the machine's noise hits both alike. Also printed: the
-ratio against a floor with one face ViT (a design sharing one between the branches).
+ratio against a floor with one face ViT (a design sharing one between the branches), and the same
+ratio in FLOPs (torch's FlopCounterMode: matrix products and attention): the time ratio an
+implementation as efficient as the towers would reach. The release's fuser is about a third of its
+floor's arithmetic, so the time ratio cannot fall far below the FLOP ratio; their quotient is what
+the plain-PyTorch fuser (grid_sample deformable attention, small matmuls) costs beyond its
+arithmetic.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def build(device: str, dtype: torch.dtype):
     for branch in encoder.branches:
         length = branch.positional_embedding.shape[0]
         branch.attn_mask = torch.full((length, length), float("-inf"), device=device).triu(1)
-    return encoder.eval()
+    return encoder.eval().requires_grad_(False)
 
 
 def contenders(encoder, batch: int, device: str, dtype: torch.dtype):
@@ -84,6 +89,15 @@ def contenders(encoder, batch: int, device: str, dtype: torch.dtype):
             "floor: towers + one face ViT": synced(floor(1))}
 
 
+def count_flops(run) -> int:
+    """Floating-point operations of one call (matrix products, convolutions and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -98,11 +112,15 @@ def main() -> None:
         runs = contenders(encoder, args.batch, args.device, DTYPES[name])
         medians = interleaved(runs, repeats=args.repeats, warmup=1)
         full, floor2, floor1 = medians.values()
+        flops = {label: count_flops(run) for label, run in runs.items()}
         print(f"{name}:")
         for label, seconds in medians.items():
-            print(f"  {label:<40} {seconds * 1000:10.1f} ms")
+            print(f"  {label:<40} {seconds * 1000:10.1f} ms  {flops[label] / 1e9:8.1f} GFLOP")
+        flop_full, flop_floor2, _ = flops.values()
         print(f"  encoder / floor (both face ViTs) = {full / floor2:.3f}  (target <= 1.3)")
         print(f"  encoder / floor (one face ViT)   = {full / floor1:.3f}")
+        print(f"  in FLOPs: encoder / floor (both face ViTs) = {flop_full / flop_floor2:.3f}; "
+              f"time ratio / FLOP ratio = {full / floor2 / (flop_full / flop_floor2):.3f}")
         del encoder, runs
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
