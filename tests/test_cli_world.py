@@ -65,6 +65,14 @@ def test_render_pairs_writes_editing_triplets_that_train_reads(tmp_path):
     assert all(s.face.is_file() and s.target.is_file() and "S*" in s.prompt for s in sources)
 
 
+def test_render_without_pairs_removes_a_stale_pairs_file(tmp_path):
+    out = tmp_path / "set"
+    assert runner.invoke(app, ["world", "render", "-o", str(out), "-n", "1", "-k", "2", "--pairs"]).exit_code == 0
+    result = runner.invoke(app, ["world", "render", "-o", str(out), "-n", "1", "-k", "2", "--seed", "1"])
+    assert result.exit_code == 0 and "removed" in result.stderr
+    assert not (out / "pairs.jsonl").exists() and (out / "ground_truth.jsonl").is_file()
+
+
 def test_render_pairs_needs_two_pictures_of_each_person(tmp_path):
     result = runner.invoke(app, ["world", "render", "-o", str(tmp_path / "x"), "-k", "1", "--pairs"])
     assert result.exit_code == 2 and "-k 1" in result.stderr and "-k 2" in result.stderr

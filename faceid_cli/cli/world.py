@@ -118,6 +118,11 @@ def render(
     fixed = parse_context(context) if context else {}
     records = write_dataset(output, population, identities, per_identity, offset=offset, fixed=fixed, seed=seed)
     triplets = write_pairs(output, records) if pairs else None
+    stale = output / PAIRS
+    if not pairs and stale.is_file():
+        # the pictures it named were just rewritten: kept, it would train on wrong prompts
+        stale.unlink()
+        note(f"removed {stale}: it described the pictures this render replaced (add --pairs to write it anew)")
     if json_output:
         document = {"output": str(output), "images": len(records), "ground_truth": str(output / GROUND_TRUTH)}
         if pairs:
