@@ -107,12 +107,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"FaceCLIP encoder, full size, random weights, batch {args.batch}, {args.device}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    flops: dict = {}
     for name in args.dtypes:
         encoder = build(args.device, DTYPES[name])
         runs = contenders(encoder, args.batch, args.device, DTYPES[name])
         medians = interleaved(runs, repeats=args.repeats, warmup=1)
         full, floor2, floor1 = medians.values()
-        flops = {label: count_flops(run) for label, run in runs.items()}
+        # the arithmetic is the same in every dtype: counted once
+        flops = flops or {label: count_flops(run) for label, run in runs.items()}
         print(f"{name}:")
         for label, seconds in medians.items():
             print(f"  {label:<40} {seconds * 1000:10.1f} ms  {flops[label] / 1e9:8.1f} GFLOP")

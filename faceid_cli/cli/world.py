@@ -116,13 +116,11 @@ def render(
         raise InvalidArgumentError(f"--pairs needs two pictures of each person, not -k {per_identity}",
                                    "add -k 2 (or more)")
     fixed = parse_context(context) if context else {}
+    had_pairs = (output / PAIRS).is_file()
     records = write_dataset(output, population, identities, per_identity, offset=offset, fixed=fixed, seed=seed)
     triplets = write_pairs(output, records) if pairs else None
-    stale = output / PAIRS
-    if not pairs and stale.is_file():
-        # the pictures it named were just rewritten: kept, it would train on wrong prompts
-        stale.unlink()
-        note(f"removed {stale}: it described the pictures this render replaced (add --pairs to write it anew)")
+    if had_pairs and not pairs:
+        note(f"removed {output / PAIRS}: it described the pictures this render replaced (add --pairs to write it anew)")
     if json_output:
         document = {"output": str(output), "images": len(records), "ground_truth": str(output / GROUND_TRUTH)}
         if pairs:

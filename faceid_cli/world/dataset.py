@@ -78,6 +78,8 @@ def write_dataset(folder: Path, population: str, identities: int, per_identity: 
         })
     with atomic_output(Path(folder) / GROUND_TRUTH) as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    # pairs of an earlier render name pictures just rewritten: kept, they would train on wrong prompts
+    (Path(folder) / PAIRS).unlink(missing_ok=True)
     return records
 
 
