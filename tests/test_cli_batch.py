@@ -209,8 +209,12 @@ def test_a_second_run_on_the_same_output_fails_at_once(tmp_path, good_jobs):
     assert sorted(r["files"][0] for r in _manifest(out)) == sorted(EXPECTED), "the work was done once"
 
 
-def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path, good_jobs):
-    jobs = _write_jobs(tmp_path / "jobs.jsonl", good_jobs)
+def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path, good_jobs, faces_dir):
+    # enough work after the first image that the signal lands mid-run, however fast the machine
+    # (with the five images alone, a fresh clone once finished them before the signal arrived)
+    many = {"face": str(faces_dir / "obama.jpg"), "prompt": "S* as a nurse", "name": "many", "seed": 20,
+            "num_images": 60}
+    jobs = _write_jobs(tmp_path / "jobs.jsonl", [*good_jobs, many])
     out = tmp_path / "out"
     process = _start_batch(jobs, out)
     _kill_after(process, out, 1, sig=signal.SIGINT)
