@@ -9,7 +9,8 @@ On the same world prompts (``--prompts world``) and the same seeds it prints, on
 - ``ceiling``: a second real render of the person in the prompt's context against the reference;
 - ``by name``: the world T2I drawing celebrities it knows by name (reference: a render of the
   celebrity) - what the encoder is measured against (target: the encoder reaches 90% of it);
-- ``m2@CHECKPOINT``: the encoder on held-out people it never saw, from one reference render;
+- ``m2@CHECKPOINT`` (or ``clip-image@...``, by the checkpoint's kind): the encoder on held-out
+  people it never saw, from one reference render;
 - ``none``: the same prompts with no identity (the floor).
 with face similarity, the no-face rate, text alignment (the world's CLIP), the share of asked
 attributes shown (target >= 0.80) and how often the reference's own context was copied where the
@@ -83,7 +84,7 @@ def summary_line(label: str, rows: list[dict]) -> dict:
 
 def main() -> None:
     from faceid_cli.evaluate.prompts import load_prompts
-    from faceid_cli.evaluate.run import Variant, run_evaluation
+    from faceid_cli.evaluate.run import Variant, encoder_type_of, run_evaluation
     from faceid_cli.world.celebrities import celebrities
     from faceid_cli.world.people import population_seeds
 
@@ -117,11 +118,14 @@ def main() -> None:
                                 [Variant("by name", "none")], **common)
         rows += result.rows
     lines.append(summary_line("by name", rows))
+    def method(encoder: str) -> str:  # the method of the checkpoint's kind (m2, clip-image)
+        return encoder_type_of(encoder) or "m2"
+
     def label(encoder: str) -> str:  # a run's folder names a checkpoint ("runs/k3/encoder" -> m2@k3)
         path = Path(encoder)
-        return "m2@" + (path.parent.name if path.name == "encoder" else path.name)
+        return f"{method(encoder)}@" + (path.parent.name if path.name == "encoder" else path.name)
 
-    variants = [Variant("none", "none")] + [Variant(label(e) if len(args.encoder) > 1 else "m2", "m2", e)
+    variants = [Variant("none", "none")] + [Variant(label(e) if len(args.encoder) > 1 else method(e), method(e), e)
                                             for e in args.encoder]
     result = run_evaluation(out / "held-out", held_out, prompts, variants, **common)
     for variant in variants:

@@ -3,6 +3,8 @@ for option checks and shell completion, so it imports nothing."""
 
 #: identity methods (``--method``)
 METHODS = ("m2", "clip-image", "faceclip", "none")
+#: the methods ``faceid train`` trains (model.method)
+TRAINABLE_METHODS = ("m2", "clip-image", "faceclip")
 #: face backends (``--backend``); auto: world for the world's models, else insightface when a pack
 #: is found, else dlib
 FACE_BACKENDS = ("auto", "insightface", "dlib", "world")

@@ -93,6 +93,45 @@ def test_checkpoint_round_trip(tmp_path):
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in encoder.state_dict().items()}
 
 
+def test_a_frozen_backbone_is_saved_once_and_shared(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    encoder = build_random_m2_encoder((32,), seed=3)
+    vit = tmp_path / "face-vit"
+    vit.mkdir()
+    save_file({k: v.contiguous() for k, v in encoder.backbone.state_dict().items()}, str(vit / "model.safetensors"))
+    folder = encoder.save_pretrained(tmp_path / "enc", shared={"backbone.": "../face-vit"})
+    written = load_file(str(folder / "model.safetensors"))
+    assert written and not any(key.startswith("backbone.") for key in written)  # only the heads
+    assert json.loads((folder / "shared_weights.json").read_text()) == {"backbone.": "../face-vit"}
+    loaded = load_encoder(folder)
+    assert loaded.content_hash == encoder.content_hash  # exactly what was saved
+    pixels = torch.rand(2, 3, 112, 112)
+    with torch.inference_mode():
+        assert torch.equal(loaded(pixels), encoder(pixels))
+    # saving whole again drops the pointer
+    encoder.save_pretrained(folder)
+    assert not (folder / "shared_weights.json").exists()
+    assert load_encoder(folder).content_hash == encoder.content_hash
+
+
+def test_a_backbone_that_differs_is_never_shared_and_a_missing_one_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    encoder = build_random_m2_encoder((32,), seed=3)
+    other = build_random_m2_encoder((32,), seed=4)
+    vit = tmp_path / "face-vit"
+    vit.mkdir()
+    save_file({k: v.contiguous() for k, v in other.backbone.state_dict().items()}, str(vit / "model.safetensors"))
+    with pytest.raises(ValueError, match="differs"):
+        encoder.save_pretrained(tmp_path / "enc", shared={"backbone.": "../face-vit"})
+    save_file({k: v.contiguous() for k, v in encoder.backbone.state_dict().items()}, str(vit / "model.safetensors"))
+    folder = encoder.save_pretrained(tmp_path / "enc", shared={"backbone.": "../face-vit"})
+    (vit / "model.safetensors").unlink()
+    with pytest.raises(MissingModelError, match="backbone.*missing"):
+        load_encoder(folder)
+
+
 def test_different_weights_different_hash():
     assert build_random_m2_encoder((32,), seed=1).content_hash != build_random_m2_encoder((32,), seed=2).content_hash
 

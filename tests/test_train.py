@@ -154,13 +154,17 @@ def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_
     assert json.loads((tmp_path / "run" / "data.json").read_text())["skipped"]["no face found"] == 1
 
 
-@pytest.mark.parametrize("name", ["sd21-base", "sdxl", "world", "faceclip-sdxl", "world-faceclip"])
+@pytest.mark.parametrize("name", ["sd21-base", "sdxl", "world", "faceclip-sdxl", "world-faceclip", "world-clip-image"])
 def test_the_shipped_configs_load(name):
     from pathlib import Path
 
     config = load_config(Path(__file__).parents[1] / "configs" / f"{name}.toml")
-    assert config["model"]["num_words"] == 2
-    if "faceclip" in name:
+    assert config["model"]["num_words"] == (1 if name == "world-clip-image" else 2)
+    if name == "world-clip-image":  # the M² world run's settings but for the encoder
+        world = load_config(Path(__file__).parents[1] / "configs" / "world.toml")
+        assert config["train"] == world["train"] and config["data"] == world["data"]
+        assert config["model"]["method"] == "clip-image" and config["model"]["clip"] == "world"
+    elif "faceclip" in name:
         assert config["model"]["method"] == "faceclip" and "unet" in config["train"]["faceclip_trains"]
     elif name != "world":  # the paper's numbers
         assert config["train"]["learning_rate"] == 5e-5 and config["train"]["batch_size"] == 64
@@ -233,3 +237,46 @@ def test_a_backbone_that_does_not_fit_names_its_keys(tmp_path):
     loaded, _ = _tiny_encoder(backbone_path=good)
     assert all(torch.equal(a, b) for a, b in zip(loaded.backbone.state_dict().values(),
                                                   encoder.backbone.state_dict().values()))
+
+
+def test_the_clip_baseline_trains_its_projection_on_a_frozen_clip_tower(tmp_path, faces_dir):
+    """model.method = "clip-image": the paper's baseline learns through the same loop and loads in
+    generate; CLIP's image tower (the world's CLIP here) is exactly the scorer's before and after."""
+    from faceid_cli.evaluate.clip_scorer import ClipScorer
+    from faceid_cli.encoders import load_encoder
+    from faceid_cli.train import loop
+
+    config = _config(tmp_path, faces_dir, extra=["model.method=clip-image", "model.clip=world", "model.num_words=1"])
+    result = loop.train(config)
+    encoder = load_encoder(result.encoder_dir)
+    assert encoder.encoder_type == "clip-image" and encoder.num_words == 1 and encoder.crop_size == 64
+    clip = ClipScorer.from_pretrained("world").model.vision_model.state_dict()
+    tower = encoder.vision.state_dict()
+    assert set(tower) == set(clip) and all(torch.equal(tower[k], clip[k]) for k in clip)
+    first = load_encoder(tmp_path / "run" / "checkpoints" / "step-0000002" / "encoder")
+    assert not torch.equal(first.projection.weight, encoder.projection.weight)  # the projection learned
+    done = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--method", "clip-image", "--encoder",
+                   result.encoder_dir, "--steps", "2", "--json", "-o", tmp_path / "out")
+    assert done.exit_code == 0, done.stderr
+    assert len(parse_json(done)["images"]) == 1
+
+
+def test_the_clip_baseline_unfreezes_only_the_layers_asked():
+    from faceid_cli.train import clip_image
+
+    def trained(setting):
+        config = load_config(None, ["model.method=clip-image", "model.clip=world", "model.base=tiny",
+                                    f"train.backbone={setting}"])
+        from faceid_cli.models.registry import load_pipeline, resolve_model
+
+        encoder = clip_image.build(config, load_pipeline(resolve_model("tiny"), "cpu", torch.float32))
+        groups = clip_image.trainable_groups(encoder, config)
+        return {n for n, p in encoder.named_parameters() if p.requires_grad}, [g["name"] for g in groups]
+
+    names, groups = trained("frozen")
+    assert groups == ["projection"] and names == {"projection.weight", "projection.bias"}
+    names, groups = trained("last:1")
+    assert groups == ["projection", "backbone"]
+    assert any(".layers.3." in n for n in names) and not any(".layers.2." in n or "embeddings" in n for n in names)
+    with pytest.raises(Exception, match="has 4 layers"):
+        trained("last:9")

@@ -49,6 +49,15 @@ def test_quick_build_writes_every_component_in_its_real_format(quick_world):
     assert isinstance(DiffusionPipeline.from_pretrained(out / "world-xl"), StableDiffusionXLPipeline)
     assert ClipScorer.from_pretrained(str(out / "clip")).text_embeddings(["a person"]).shape[0] == 1
     assert WorldFaceAnalyzer(out).embedding_dim == 128
+    # the M² encoder's frozen backbone is face-vit's tensors, shipped once and read from there
+    from safetensors.torch import load_file
+
+    from faceid_cli.encoders import load_encoder
+
+    heads = load_file(str(out / "m2-encoder" / "model.safetensors"))
+    assert heads and not any(key.startswith("backbone.") for key in heads)
+    encoder, vit = load_encoder(out / "m2-encoder"), load_file(str(out / "face-vit" / "model.safetensors"))
+    assert all(torch.equal(value.half(), vit[key]) for key, value in encoder.backbone.state_dict().items())
     written = json.loads((out / SUMMARY_NAME).read_text())
     assert written["recipe"]["celebrities"] == summary["recipe"]["celebrities"]
     assert set(written["seconds"]) == set(summary["components"])

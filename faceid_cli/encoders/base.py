@@ -4,6 +4,11 @@ content hash, and the split of their output into one word tensor per text encode
 A checkpoint is a folder with ``config.json`` and ``model.safetensors`` (the config is also kept in
 the safetensors metadata, so a lone ``.safetensors`` file loads too). Nothing else is ever written;
 pickle checkpoints are only read, with ``torch.load(weights_only=True)``.
+
+A folder may leave out tensors that another checkpoint beside it holds bit for bit (a frozen face
+backbone, saved once): ``shared_weights.json`` maps a key prefix to that checkpoint's folder,
+relative to this one. Saving checks the tensors are equal, so a shared checkpoint loads to exactly
+what was saved.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ..images import atomic_output
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+SHARED_WEIGHTS_NAME = "shared_weights.json"
 ENCODER_TYPES: dict[str, type[IdentityEncoder]] = {}
 
 
@@ -89,18 +95,60 @@ class IdentityEncoder(nn.Module):
             self._hash = digest.hexdigest()
         return self._hash
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``folder`` (atomically each)."""
+    def save_pretrained(self, folder: str | os.PathLike, shared: dict[str, str] | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder`` (atomically each).
+
+        ``shared`` maps key prefixes (``"backbone."``) to checkpoint folders relative to ``folder``
+        whose tensors equal this module's under that prefix: those are not written again, and
+        ``shared_weights.json`` says where they are. A tensor that differs is an error."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        for prefix, relative in (shared or {}).items():
+            state = _drop_shared(state, prefix, folder / relative)
         with atomic_output(folder / WEIGHTS_NAME) as tmp:
             save_file(state, str(tmp), metadata={"config": _dumps(self.config), "format": "pt"})
         with atomic_output(folder / CONFIG_NAME) as tmp:
             tmp.write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
+        if shared:
+            with atomic_output(folder / SHARED_WEIGHTS_NAME) as tmp:
+                tmp.write_text(json.dumps(dict(shared), indent=2) + "\n", encoding="utf-8")
+        else:
+            (folder / SHARED_WEIGHTS_NAME).unlink(missing_ok=True)
         return folder
+
+
+def _drop_shared(state: dict, prefix: str, other: Path) -> dict:
+    """``state`` without its ``prefix`` tensors, after checking ``other`` holds each bit for bit."""
+    from safetensors.torch import load_file
+
+    theirs = load_file(str(other / WEIGHTS_NAME))
+    mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not mine:
+        raise ValueError(f"no tensor of this encoder starts with {prefix!r}")
+    for key, tensor in mine.items():
+        if key not in theirs or theirs[key].dtype != tensor.dtype or not torch.equal(theirs[key], tensor):
+            raise ValueError(f"tensor {prefix}{key} differs from '{other}': it cannot be shared")
+    return {k: v for k, v in state.items() if not k.startswith(prefix)}
+
+
+def _read_shared(folder: Path, path: Path) -> dict:
+    """The tensors a checkpoint folder takes from its neighbours (``shared_weights.json``), with their
+    prefixes added back."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for prefix, relative in json.loads((folder / SHARED_WEIGHTS_NAME).read_text(encoding="utf-8")).items():
+        other = folder / relative / WEIGHTS_NAME
+        if not other.is_file():
+            raise MissingModelError(
+                f"encoder checkpoint '{path}' takes its {prefix!r} tensors from '{other}', which is missing",
+                "keep the folders side by side as they were saved, or re-save the encoder whole",
+            )
+        state.update({prefix + k: v for k, v in load_file(str(other), device="cpu").items()})
+    return state
 
 
 def _dumps(config: dict) -> str:
@@ -145,6 +193,8 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             with safe_open(str(weights), framework="pt") as handle:
                 config = json.loads((handle.metadata() or {})["config"])
         state = load_file(str(weights), device="cpu")
+        if (weights.parent / SHARED_WEIGHTS_NAME).is_file():
+            state = {**_read_shared(weights.parent, path), **state}
     except (OSError, KeyError, ValueError, SafetensorError) as exc:
         raise MissingModelError(
             f"cannot read encoder checkpoint '{path}': {exc}", "the file is damaged or not an encoder"

@@ -34,12 +34,10 @@ class Method:
         from importlib import import_module
 
         if self.training_module is None:
-            from . import get_method
-            from ..names import METHODS
+            from ..names import TRAINABLE_METHODS
 
-            trainable = [m for m in METHODS if get_method(m).training_module]
             raise InvalidArgumentError(f"faceid train cannot train --method {self.name}",
-                                       f"set model.method to one of: {', '.join(trainable)}")
+                                       f"set model.method to one of: {', '.join(TRAINABLE_METHODS)}")
         return import_module(self.training_module)
 
     @property

@@ -15,11 +15,14 @@ import tomllib
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
+from ..names import TRAINABLE_METHODS
 
 #: every key of a training config, with the paper's value; None where a run must say it
 DEFAULTS: dict = {
     "model": {
-        "method": "m2",  # or "faceclip": a FaceCLIP-style joint ID-text encoder (see faceid_cli.train.faceclip)
+        # or "clip-image" (the paper's CLIP baseline, faceid_cli.train.clip_image), or "faceclip": a
+        # FaceCLIP-style joint ID-text encoder (faceid_cli.train.faceclip)
+        "method": "m2",
         "base": "sd21-base",  # any model faceid loads: an alias, repo id, folder, "tiny", "world"
         "init_encoder": None,  # an encoder checkpoint to start from (else a fresh one)
         "backbone": None,  # face-ViT weights: arcface_torch .pt, FaceCLIP's encoder, or a world face-vit folder
@@ -28,8 +31,9 @@ DEFAULTS: dict = {
         "hidden_dim": 1024,
         "features": "multi-scale",  # or "last": the final identity embedding only (Table 2's ablation)
         # faceclip: the encoder's sizes (fuser, face, prefix...; the towers follow the base's text
-        # encoders and start from their weights), and the CLIP whose image embeddings it aligns to
+        # encoders and start from their weights)
         "faceclip": {},
+        # the CLIP whose image embeddings faceclip aligns to, and whose image tower clip-image reads
         "clip": "openai/clip-vit-large-patch14",
     },
     "data": {
@@ -83,7 +87,7 @@ DEFAULTS: dict = {
 }
 
 CHOICES = {
-    ("model", "method"): ("m2", "faceclip"),
+    ("model", "method"): TRAINABLE_METHODS,
     ("train", "alignment"): ("sigmoid", "softmax"),
     ("model", "features"): ("multi-scale", "last"),
     ("train", "lr_schedule"): ("constant", "cosine"),

@@ -38,7 +38,7 @@ RECIPE: dict = {
         {"hidden_size": 192, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
          "projection_dim": 192},
     ]},
-    "world": {"steps": 2400},
+    "world": {"steps": 3000},
     # world-xl starts from world's UNet (warm_start) and fine-tunes to its two towers
     "world-xl": {"steps": 400, "warm_start": True},
     # faceid train on world (recipes/encoder.py holds the config configs/world.toml repeats)

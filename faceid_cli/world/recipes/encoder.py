@@ -79,7 +79,10 @@ def train(weights: Path, work: Path, config: dict, seed: int, report: Reporter) 
     encoder = load_encoder(result.encoder_dir)
     target = Path(weights) / COMPONENTS["m2-encoder"]
     shutil.rmtree(target, ignore_errors=True)
-    encoder.half().save_pretrained(target)  # shipped in fp16; load_encoder casts to the model's dtype
+    # shipped in fp16 (load_encoder casts to the model's dtype); the frozen backbone is face-vit's own
+    # tensors, so the encoder reads them from there rather than shipping them twice
+    share = {"backbone.": f"../{COMPONENTS['face-vit']}"} if resolved["train"]["backbone"] == "frozen" else None
+    encoder.half().save_pretrained(target, shared=share)
     losses = [m["diffusion"] for m in result.metrics]
     fifth = max(1, len(losses) // 5)
     return {"parameters": sum(p.numel() for p in encoder.parameters()), "steps": result.steps,
