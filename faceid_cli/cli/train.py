@@ -41,6 +41,8 @@ def train(
     data.triplet_fraction; faces are detected, aligned and cached once. Checkpoints go to
     OUTPUT/checkpoints/step-N (encoder/ loads with 'faceid generate --encoder'); the final encoder
     to OUTPUT/encoder. Multi-GPU: 'accelerate launch -m faceid_cli train CONFIG'.
+    model.method = "clip-image" trains the paper's CLIP baseline instead, "faceclip" a
+    FaceCLIP-style joint ID-text encoder.
     """
     from ..train.config import dumps_toml, load_config
 
