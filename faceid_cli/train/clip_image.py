@@ -43,9 +43,10 @@ def build(config: dict, pipe):
 def trainable_groups(trainee, config: dict) -> list[dict]:
     """The projection at the learning rate; the tower (whole, its last N layers, or nothing) at
     the backbone's."""
+    from .loop import optimizer_groups
+
     train = config["train"]
     trainee.vision.requires_grad_(False)
-    groups = [{"params": list(trainee.projection.parameters()), "lr": train["learning_rate"], "name": "projection"}]
     setting = train["backbone"]
     tower = trainee.vision
     if setting == "all":
@@ -59,11 +60,7 @@ def trainable_groups(trainee, config: dict) -> list[dict]:
         chosen = [p for layer in layers[-count:] for p in layer.parameters()] + list(tower.post_layernorm.parameters())
     else:
         chosen = []
-    for parameter in chosen:
-        parameter.requires_grad_(True)
-    if chosen:
-        groups.append({"params": chosen, "lr": train["backbone_learning_rate"], "name": "backbone"})
-    return groups
+    return optimizer_groups(train, "projection", list(trainee.projection.parameters()), chosen)
 
 
 def set_train_mode(trainee, config: dict) -> None:

@@ -112,7 +112,6 @@ def trainable_parameters(encoder, config: dict) -> list[dict]:
     nothing) at its own."""
     train = config["train"]
     encoder.backbone.requires_grad_(False)
-    groups = [{"params": [p for p in encoder.heads.parameters()], "lr": train["learning_rate"], "name": "heads"}]
     setting = train["backbone"]
     if setting == "all":
         chosen = list(encoder.backbone.parameters())
@@ -127,10 +126,17 @@ def trainable_parameters(encoder, config: dict) -> list[dict]:
                    and not name.startswith("pos")]
     else:
         chosen = []
-    for parameter in chosen:
+    return optimizer_groups(train, "heads", list(encoder.heads.parameters()), chosen)
+
+
+def optimizer_groups(train: dict, head_name: str, heads: list, backbone: list) -> list[dict]:
+    """The heads at the learning rate; the chosen backbone parameters (the rest stay frozen)
+    unfrozen at the backbone's own, as a second group when there are any."""
+    for parameter in backbone:
         parameter.requires_grad_(True)
-    if chosen:
-        groups.append({"params": chosen, "lr": train["backbone_learning_rate"], "name": "backbone"})
+    groups = [{"params": heads, "lr": train["learning_rate"], "name": head_name}]
+    if backbone:
+        groups.append({"params": backbone, "lr": train["backbone_learning_rate"], "name": "backbone"})
     return groups
 
 
