@@ -152,6 +152,27 @@ def test_world_tokenizer_holds_every_world_word_whole():
     assert tokenizer("any text at all, even émigré").input_ids  # unknown words fall back to bytes
 
 
+def test_world_tokenizer_is_the_same_in_every_process():
+    """The text towers are trained in one process and fine-tuned in another: token ids must not
+    depend on the process (tokenizers' own BPE trainer broke ties differently per process)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json; from faceid_cli.world.tokenizer import build_tokenizer; t = build_tokenizer(100); "
+              "print(json.dumps([sorted(t.get_vocab().items()), t.backend_tokenizer.to_str()]))")
+    outputs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 1000
+
+
+def test_train_merges_ranks_the_most_frequent_pair_first_and_breaks_ties_by_order():
+    from faceid_cli.world.tokenizer import train_merges
+
+    # ("a", "b") occurs twice, so it comes first; then the ties, in sorted order
+    assert train_merges(["xy", "abd", "abc"]) == [("a", "b"), ("ab", "c</w>"), ("ab", "d</w>"), ("x", "y</w>")]
+
+
 def test_align_batch_matches_align_face():
     from faceid_cli.faces import align_face
     from faceid_cli.world.data import align_batch

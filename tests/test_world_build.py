@@ -61,6 +61,17 @@ def test_quick_build_writes_every_component_in_its_real_format(quick_world):
     written = json.loads((out / SUMMARY_NAME).read_text())
     assert written["recipe"]["celebrities"] == summary["recipe"]["celebrities"]
     assert set(written["seconds"]) == set(summary["components"])
+    # the summary says what precision the text-to-image models were trained in on this machine
+    from faceid_cli.world.recipes.common import resolved_precision
+
+    assert summary["components"]["world"]["precision"] == resolved_precision("auto")
+    # the text towers' tokenizer is kept with them, and every T2I trains with its towers' own
+    from transformers import CLIPTokenizer
+
+    _, work, _ = quick_world
+    vocabulary = CLIPTokenizer.from_pretrained(work / "parts" / "tokenizer").get_vocab()
+    for model in ("world", "world-xl"):
+        assert CLIPTokenizer.from_pretrained(out / model / "tokenizer").get_vocab() == vocabulary
     # the parts that ship only inside the pipelines stay in the work folder
     assert not (out / "vae").exists() and not (out / "text_encoder").exists()
 
@@ -131,3 +142,35 @@ def test_the_face_weighted_loss_weighs_the_cells_under_the_face_box():
     assert weights.shape == (2, 1, 16, 16)
     assert (weights[0, 0, :, :8] == 3).all() and (weights[0, 0, :, 8:] == 1).all()
     assert (weights[1, 0, 4:12, 4:12] == 3).all() and weights[1].sum() == 256 + 2 * 64
+
+
+def test_recipe_precision_autocasts_forward_passes_only_when_asked():
+    from faceid_cli.world.recipes.common import autocast, resolved_precision
+
+    layer = torch.nn.Linear(4, 4)
+    with autocast("fp32"):
+        assert layer(torch.ones(1, 4)).dtype == torch.float32
+    with autocast("bf16"):
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    assert layer.weight.dtype == torch.float32  # the weights the optimiser updates stay fp32
+    assert resolved_precision("auto") in ("bf16", "fp32") and resolved_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        autocast("fp16")
+
+
+def test_t2i_training_leaves_the_default_attention_behind():
+    """Training swaps in plain attention for speed (recipes/t2i.py); what is saved and generated
+    with must not depend on it."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from faceid_cli.world.recipes.t2i import DEFAULTS, build_unet, training_attention
+
+    unet = build_unet(DEFAULTS, 32)
+    tower = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, vocab_size=100))
+    with training_attention(unet, [tower]):
+        assert all(isinstance(p, AttnProcessor) for p in unet.attn_processors.values())
+        assert tower.config._attn_implementation == "eager"
+    assert all(isinstance(p, AttnProcessor2_0) for p in unet.attn_processors.values())
+    assert tower.config._attn_implementation == "sdpa"

@@ -18,10 +18,10 @@ BOUNDS = {
     "classifier_shirt": 0.990,  # mean 1.000, std 0.000
     "classifier_background": 0.990,  # mean 1.000, std 0.000
     "clip_top1": 0.603,  # mean 0.768, std 0.055
-    "world_identity": 0.114,  # mean 0.337, std 0.075 (chance 0.010)
+    "world_identity": 0.402,  # mean 0.679, std 0.092 (chance 0.010)
     "world_style": 0.958,  # mean 1.000, std 0.000
-    "world_hat": 0.888,  # mean 0.975, std 0.029
-    "world_glasses": 0.446,  # mean 0.667, std 0.073
+    "world_hat": 0.927,  # mean 0.988, std 0.020
+    "world_glasses": 0.706,  # mean 0.908, std 0.067
     "world_shirt": 0.958,  # mean 1.000, std 0.000
     "world_background": 0.958,  # mean 1.000, std 0.000
 }

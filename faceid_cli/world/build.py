@@ -38,7 +38,7 @@ RECIPE: dict = {
         {"hidden_size": 192, "intermediate_size": 768, "num_hidden_layers": 2, "num_attention_heads": 4,
          "projection_dim": 192},
     ]},
-    "world": {"steps": 3000},
+    "world": {"steps": 6000},
     # world-xl starts from world's UNet (warm_start) and fine-tunes to its two towers
     "world-xl": {"steps": 400, "warm_start": True},
     # faceid train on world (recipes/encoder.py holds the config configs/world.toml repeats)
@@ -126,8 +126,10 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
             folders = [parts / "text_encoder", parts / "text_encoder_2"][: len(recipe["text_towers"]["towers"])]
             run(step, clip.train_text_towers, celebrity_pool, people, names, folders, recipe["text_towers"],
                 step_seed, report, tokenizer)
+            # the towers' token ids are this tokenizer's: the text-to-image step reads it from here
+            tokenizer.save_pretrained(parts / "tokenizer")
         elif step in ("world", "world-xl"):
-            run(step, _train_t2i, data, out, parts, recipe, step, step_seed, report, tokenizer)
+            run(step, _train_t2i, data, out, parts, recipe, step, step_seed, report)
         elif step == "m2-encoder":
             run(step, encoder.train, out, work_dir, recipe["m2-encoder"], step_seed, report)
     if measure:
@@ -161,17 +163,23 @@ def _celebrity_pool(data: WorldData, recipe: dict):
     return data.jobs_pool(key, training_jobs(count, per, int(recipe["seed"])))
 
 
-def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str, seed: int, report: Reporter,
-               tokenizer) -> dict:
+def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str, seed: int, report: Reporter) -> dict:
     import torch
     from diffusers import AutoencoderTiny
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+    from ..errors import MissingModelError
     from .recipes import t2i
 
     pool = _celebrity_pool(data, recipe)
-    # world-xl's first tower is the one world fine-tuned (its UNet starts from world's too)
-    first = out / COMPONENTS["world"] / "text_encoder" if step == "world-xl" else parts / "text_encoder"
+    # world-xl's first tower is the one world fine-tuned (its UNet starts from world's too); the
+    # tokenizer comes with the tower, so that every token id means what it meant in training
+    source = out / COMPONENTS["world"] if step == "world-xl" else parts
+    first, vocabulary = source / "text_encoder", source / "tokenizer"
+    if not vocabulary.is_dir():
+        raise MissingModelError(f"no tokenizer beside the text encoder in '{source}'",
+                                "re-run the build with --only text_towers (and --only world for world-xl)")
+    tokenizer = CLIPTokenizer.from_pretrained(vocabulary)
     modules = [AutoencoderTiny.from_pretrained(parts / "vae"), CLIPTextModel.from_pretrained(first)]
     if step == "world-xl":
         modules.append(CLIPTextModelWithProjection.from_pretrained(parts / "text_encoder_2"))

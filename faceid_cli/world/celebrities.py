@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contexts import ATTRIBUTES, Context
+from .contexts import ATTRIBUTE_NAMES, ATTRIBUTES, Context
 from .data import RenderJob, image_seed
 from .people import NUM_CELEBRITIES, celebrity_names, population_seeds
-ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
 
 
 def celebrities(count: int = NUM_CELEBRITIES) -> list[tuple[int, str]]:

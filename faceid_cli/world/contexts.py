@@ -25,6 +25,8 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "shirt": ("red", "blue", "green", "white"),
     "background": ("green", "blue", "purple", "gray", "yellow"),
 }
+#: the attributes in label-column order (a pool's ``labels[:, i]`` is ``ATTRIBUTE_NAMES[i]``)
+ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
 STYLE_PHRASES = {"photo": "a photo of", "pencil sketch": "a pencil sketch of", "oil painting": "an oil painting of"}
 HAT_PHRASES = {"none": "bareheaded", "red": "wearing a red hat", "blue": "wearing a blue hat",
                "yellow": "wearing a yellow hat"}

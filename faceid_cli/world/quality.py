@@ -21,10 +21,9 @@ import numpy as np
 import torch
 
 from . import component_path
-from .contexts import ATTRIBUTES, Context
+from .contexts import ATTRIBUTE_NAMES, ATTRIBUTES, Context
 from .data import Pool, align_batch
 
-ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The world's CLIP tokenizer: byte-level BPE trained on the world's own words.
 
-Built with the ``tokenizers`` library's BPE trainer, using the normaliser and pre-tokeniser of
+Trained by :func:`train_merges` (deterministic BPE), on words normalised and pre-tokenised by
 transformers' ``CLIPTokenizer``, so the result is an ordinary CLIP vocabulary (``vocab.json`` +
 ``merges.txt``): every word of the context grammar and every celebrity's first and last name is
 one token, any other text still tokenises (down to bytes), and the end-of-text token has the
@@ -31,25 +31,57 @@ def build_tokenizer(num_celebrities: int):
     return tokenizer_for_words(world_words(num_celebrities))
 
 
-def tokenizer_for_words(words: list[str], max_length: int = MAX_LENGTH):
-    """A ``CLIPTokenizer`` whose vocabulary holds each of ``words`` whole (deterministic)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def train_merges(words: list[str]) -> list[tuple[str, str]]:
+    """BPE merges that make each of ``words`` one token, in rank order: the most frequent adjacent
+    pair is merged first, ties going to the pair that sorts first.
+
+    Written here rather than with the ``tokenizers`` library's ``BpeTrainer``, because that trainer
+    breaks ties between equally frequent pairs in an order that changes from one process to the next
+    (two builds of the same words gave 6 of 943 token ids swapped), and every world word occurs
+    once, so ties are everywhere: a build must give the same ids every time, since its text towers
+    are trained in one process and fine-tuned in another. Words are first normalised and
+    pre-tokenised exactly as ``CLIPTokenizer`` does, so the merges apply as trained.
+    """
+    from collections import Counter
+
     from transformers import CLIPTokenizer
 
-    # the same normaliser and pre-tokeniser as CLIPTokenizer, so trained merges apply as trained
-    reference = CLIPTokenizer(vocab={BOS: 0, EOS: 1}, merges=[])
-    backend = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token=EOS))
-    backend.normalizer = reference.backend_tokenizer.normalizer
-    backend.pre_tokenizer = reference.backend_tokenizer.pre_tokenizer
-    trainer = trainers.BpeTrainer(
-        vocab_size=100_000, min_frequency=1, show_progress=False, special_tokens=[],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), end_of_word_suffix="</w>",
-    )
-    backend.train_from_iterator(sorted(set(words)), trainer=trainer)
-    import json
+    backend = CLIPTokenizer(vocab={BOS: 0, EOS: 1}, merges=[]).backend_tokenizer
+    pieces: Counter = Counter()
+    for word in sorted(set(words)):
+        for piece, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(word)):
+            pieces[tuple(piece[:-1]) + (piece[-1] + "</w>",)] += 1
+    symbols = {piece: list(piece) for piece in pieces}
+    merges: list[tuple[str, str]] = []
+    while True:
+        pairs: Counter = Counter()
+        for piece, count in pieces.items():
+            parts = symbols[piece]
+            for pair in zip(parts, parts[1:]):
+                pairs[pair] += count
+        if not pairs:
+            return merges
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        joined = best[0] + best[1]
+        for piece, parts in symbols.items():
+            i, out = 0, []
+            while i < len(parts):
+                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
+                    out.append(joined)
+                    i += 2
+                else:
+                    out.append(parts[i])
+                    i += 1
+            symbols[piece] = out
 
-    state = json.loads(backend.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+
+def tokenizer_for_words(words: list[str], max_length: int = MAX_LENGTH):
+    """A ``CLIPTokenizer`` whose vocabulary holds each of ``words`` whole (deterministic)."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    merges = train_merges(words)
     # every byte alone and at a word's end, then the merged tokens, then start and end of text
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     tokens = alphabet + [c + "</w>" for c in alphabet]

@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..contexts import ATTRIBUTES, NEUTRAL_SUBJECT, Context, caption
+from ..contexts import ATTRIBUTE_NAMES, ATTRIBUTES, NEUTRAL_SUBJECT, Context, caption
 from ..nets import _trunk
 from .common import Reporter, WorldData, batches, degrade, lr_at, photometric_jitter, seed_everything, set_lr, update
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
 
 SCORER_DEFAULTS = {"identities": 2000, "per_identity": 16, "steps": 1200, "batch_size": 128, "lr": 2e-3,
                    "mention_probability": 0.7, "full_caption_probability": 0.3, "auxiliary_weight": 1.0,

@@ -36,6 +36,34 @@ def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), so autocast to it is
+    faster rather than emulated."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe and probe()) or (amx and amx()))
+
+
+def autocast(precision: str):
+    """The forward passes' precision: "bf16" autocasts matmuls and convolutions to bfloat16 (the
+    weights, optimiser and loss stay fp32), "fp32" does nothing, "auto" is bf16 where the CPU has
+    native bfloat16 and fp32 elsewhere. Deterministic either way on one machine."""
+    import contextlib
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision {precision!r}: use auto, bf16 or fp32")
+    if precision == "fp32" or (precision == "auto" and not cpu_bf16_supported()):
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def resolved_precision(precision: str) -> str:
+    """What ``autocast(precision)`` will compute in on this machine, for the build's summary."""
+    if precision == "auto":
+        return "bf16" if cpu_bf16_supported() else "fp32"
+    return precision
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
