@@ -26,7 +26,10 @@ TRAIN_CONFIG: dict = {
         "resolution": 64, "cache_latents": True,
     },
     "train": {"steps": 1500, "batch_size": 32, "micro_batch_size": 32, "learning_rate": 1e-3,
-              "lr_warmup_steps": 100, "device": "cpu"},
+              "lr_warmup_steps": 100, "device": "cpu",
+              # 10x the paper's λ: at 1e-4 the words grew to 40x the norm of the world's token embeddings
+              # and crowded out the prompt (configs/world.toml says what it measured)
+              "reg_weight": 1e-3},
     "output": {"checkpoint_every": 500, "validate_every": 500, "log_every": 10},
 }
 #: the build step's own numbers: the reconstruction pool's size, and the training length
