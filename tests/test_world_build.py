@@ -119,6 +119,36 @@ def test_the_t2i_fine_tunes_its_pretrained_text_tower_and_world_xl_starts_from_i
     assert (xl[name].float() - shipped[name].float()).norm() < (xl[name].float() - part[name].float()).norm()
 
 
+def test_a_build_that_extends_a_world_trains_its_new_towers_on_that_worlds_vocabulary(quick_world, tmp_path):
+    """--only text_towers --only world-xl beside a world built with another vocabulary (another
+    trainer's ids; the shipped world's differs from the current trainer's): world-xl's two towers
+    read one tokenizer, so the new second tower must be trained on the world's ids."""
+    import shutil
+
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from faceid_cli.world.tokenizer import build_tokenizer, tokenizer_for_words, world_words
+
+    out, work, _ = quick_world
+    recipe = quick_recipe(RECIPE)
+    again, again_work = tmp_path / "out", tmp_path / "work"
+    shutil.copytree(out, again)
+    shutil.copytree(work, again_work)
+    other = tokenizer_for_words(world_words(recipe["celebrities"]) + ["zebrastripes"])
+    assert len(other) != len(build_tokenizer(recipe["celebrities"]))
+    shutil.rmtree(again / "world" / "tokenizer")
+    other.save_pretrained(again / "world" / "tokenizer")
+    tower = CLIPTextModel.from_pretrained(again / "world" / "text_encoder")  # the world's tower knows its ids
+    tower.resize_token_embeddings(len(other))
+    tower.save_pretrained(again / "world" / "text_encoder")
+    build(again, recipe, only=["text_towers", "world-xl"], work_dir=again_work, measure=False)
+    for name in ("tokenizer", "tokenizer_2"):
+        assert CLIPTokenizer.from_pretrained(again / "world-xl" / name).get_vocab() == other.get_vocab()
+    for name in ("text_encoder", "text_encoder_2"):
+        config = json.loads((again / "world-xl" / name / "config.json").read_text())
+        assert config["vocab_size"] == len(other), name
+
+
 def test_the_shipped_world_config_is_the_build_recipes():
     """configs/world.toml (what a user runs) and the build's encoder step train the same way."""
     from pathlib import Path

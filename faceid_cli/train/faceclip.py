@@ -76,13 +76,21 @@ def build_encoder(config: dict, pipe):
         return encoder
     towers = text_towers(pipe)
     tokenizer = towers[-1][0]
+    tables = {encoder.get_input_embeddings().num_embeddings for _, encoder in towers}
+    if len(tables) != 1 or len(tokenizer) > min(tables):
+        raise InvalidArgumentError(
+            f"the base's text encoders have token tables of {sorted(tables)} rows for a tokenizer of {len(tokenizer)}",
+            "FaceCLIP shares one vocabulary between its towers: use a base whose text encoders share their tokenizer")
+    vocab_size = tables.pop()
     backbone_config, backbone_state = _backbone(model)
     sizes = dict(model["faceclip"])
     face = {**backbone_config, **sizes.pop("face", {}), "pixel_range": "zero_one"}
     face = FaceViTConfig(**face)
     faceclip = FaceClipConfig.from_dict({
         "towers": [tower_config_from_hf(encoder.config).__dict__ for _, encoder in towers],
-        "face": face.to_dict(), "vocab_size": len(tokenizer), "context_length": tokenizer.model_max_length,
+        # the size of the towers' embedding tables, which the weights are copied from (a model's
+        # table may hold more rows than its tokenizer has ids)
+        "face": face.to_dict(), "vocab_size": vocab_size, "context_length": tokenizer.model_max_length,
         "crop_size": face.image_size, **sizes})
     encoder = FaceClipEncoder(faceclip)
     for branch, (_, text_encoder) in zip(encoder.branches, towers):

@@ -81,7 +81,6 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
     text encoders), so a later ``only=...`` build can reuse them.
     """
     from .recipes import backbone, classifier, clip, detector, encoder, recogniser, t2i, vae
-    from .tokenizer import build_tokenizer
 
     recipe = copy.deepcopy(recipe or RECIPE)
     report = report or Reporter()
@@ -93,7 +92,7 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
     data = WorldData(work_dir / "pools", report, seed=seed)
     steps = [s for s in STEPS if (s in only if only else s in DEFAULT_STEPS)]
     summary = {"recipe": recipe, "components": {}, "seconds": {}}
-    tokenizer = build_tokenizer(recipe["celebrities"])
+    tokenizer = _vocabulary(out, steps, recipe)
 
     def run(name: str, function, *args):
         started = time.perf_counter()
@@ -148,6 +147,23 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
     with atomic_output(out / SUMMARY_NAME) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return summary
+
+
+def _vocabulary(out: Path, steps: list[str], recipe: dict):
+    """The tokenizer new text towers and scorers are trained with. A build that extends a built
+    world without re-training it (``--only text_towers --only world-xl``) takes that world's own
+    vocabulary: world-xl's first tower is world's and its second is trained now, and both read
+    one tokenizer, so the new tower must learn the ids the world's tower knows. (A vocabulary made
+    by another trainer or version assigns other ids: the shipped world's has 943 tokens, the
+    current trainer's 944.) A build that trains the world makes the vocabulary from the recipe."""
+    from transformers import CLIPTokenizer
+
+    from .tokenizer import build_tokenizer
+
+    built = out / COMPONENTS["world"] / "tokenizer"
+    if "world" not in steps and built.is_dir():
+        return CLIPTokenizer.from_pretrained(built)
+    return build_tokenizer(recipe["celebrities"])
 
 
 def _people(recipe: dict) -> dict:
