@@ -407,3 +407,25 @@ def test_an_empty_fake_or_truncated_checkpoint_is_one_line_naming_the_file(tmp_p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "face_clip_encoder.pt" in lines[0] and "weights_only" not in lines[0]
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_a_fresh_encoder_takes_its_vocabulary_from_the_towers_tables_and_refuses_towers_that_differ(tmp_path):
+    """A model's token table may hold more rows than its tokenizer has ids: the fresh encoder copies
+    the tables, so it is sized by them. Towers whose tables differ cannot share FaceCLIP's one
+    vocabulary: a one-line error, not a crash while copying."""
+    from faceid_cli.errors import InvalidArgumentError
+    from faceid_cli.models.registry import load_pipeline, resolve_model
+    from faceid_cli.train import faceclip
+
+    config = _faceclip_config(tmp_path)
+    pipe = load_pipeline(resolve_model("tiny-xl"), torch.device("cpu"), torch.float32)
+    rows = len(pipe.tokenizer_2) + 8
+    for tower in (pipe.text_encoder, pipe.text_encoder_2):
+        tower.resize_token_embeddings(rows)
+    encoder = faceclip.build_encoder(config, pipe)
+    assert encoder.config["vocab_size"] == rows
+    torch.testing.assert_close(encoder.branches[-1].token_embedding.weight,
+                               pipe.text_encoder_2.get_input_embeddings().weight)
+    pipe.text_encoder_2.resize_token_embeddings(rows + 1)
+    with pytest.raises(InvalidArgumentError, match="token tables"):
+        faceclip.build_encoder(config, pipe)
