@@ -5,9 +5,11 @@ what must change on a CPU overridden: the data and backbone paths, the resolutio
 the step count.
 
     python benchmarks/real_shapes.py [--resolution 256] [--steps 1] [--work DIR]
+        [--device cpu|cuda] [--batch 1] [--face-backend dlib|world] [--photos DIR] [--only-build]
 
-Prints the shapes that meet (the words, the prompt embeddings, the latents), the step's seconds and
-the process's peak memory. No weights are downloaded: the tokenizer is faceid's byte-level CLIP
+Prints the shapes that meet (the words, the prompt embeddings, the latents), the steps' speed and
+the peak memory (the process's on a CPU; the GPU's, from metrics.jsonl, on CUDA). ``--face-backend
+world`` with ``--photos`` of world people needs no dlib (a GPU machine may lack it). No weights are downloaded: the tokenizer is faceid's byte-level CLIP
 tokenizer (the real vocabulary is not on this machine; ids fit the real embedding table).
 """
 
@@ -68,6 +70,12 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", default="1",
+                        help="N: batch = micro-batch = N; 'shipped': the config's own (64 by accumulating 8s)")
+    parser.add_argument("--face-backend", default="dlib")
+    parser.add_argument("--photos", type=Path, default=None, help="face photos (default: two of tests/data/faces)")
+    parser.add_argument("--only-build", action="store_true", help="write the random SD2.1-base folder and stop")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="faceid-real-shapes-"))
     model = work / "sd21-base-random"
@@ -77,15 +85,22 @@ def main() -> None:
         build_random_sd21(model)
     if not backbone.is_file():
         build_random_backbone(backbone, shipped["model"]["backbone_config"])
-    photos = work / "photos"
-    photos.mkdir(exist_ok=True)
-    for name in ("obama.jpg", "biden.jpg"):
-        (photos / name).write_bytes((FACES / name).read_bytes())
+    if args.only_build:
+        print(f"built {model} and {backbone}")
+        return
+    photos = args.photos
+    if photos is None:
+        photos = work / "photos"
+        photos.mkdir(exist_ok=True)
+        for name in ("obama.jpg", "biden.jpg"):
+            (photos / name).write_bytes((FACES / name).read_bytes())
     out = work / "run"
     overrides = [f'model.base="{model}"', f'model.backbone="{backbone}"', f'data.reconstruction=["{photos}"]',
                  "data.triplets=[]", "data.triplet_fraction=0.0", f"data.resolution={args.resolution}",
-                 f"train.steps={args.steps}", "train.batch_size=1", "train.micro_batch_size=1", "train.device=\"cpu\"",
-                 "data.face_backend=\"dlib\"", f'output.dir="{out}"', "output.log_every=1"]
+                 f"train.steps={args.steps}", f'train.device="{args.device}"', f'data.face_backend="{args.face_backend}"',
+                 f'output.dir="{out}"', "output.log_every=1", "output.validation=[]"]
+    if args.batch != "shipped":
+        overrides += [f"train.batch_size={int(args.batch)}", f"train.micro_batch_size={int(args.batch)}"]
     command = [sys.executable, "-m", "faceid_cli", "train", str(ROOT / "configs" / "sd21-base.toml")]
     for item in overrides:
         command += ["--set", item]
@@ -103,11 +118,17 @@ def main() -> None:
     print(f"config: configs/sd21-base.toml, mixed_precision {config['train']['mixed_precision']}, gradient "
           f"checkpointing {config['train']['gradient_checkpointing']}, lr {config['train']['learning_rate']}, "
           f"k {config['model']['num_words']}, {args.resolution} px")
-    print(f"shapes: words (1, {encoder_config['num_words']}, {encoder_config['word_dims'][0]}) -> prompt_embeds "
-          f"(1, 77, 1024) -> UNet latents (1, 4, {latent}, {latent})")
+    b, batch = config["train"]["micro_batch_size"], config["train"]["batch_size"]
+    print(f"shapes: words ({b}, {encoder_config['num_words']}, {encoder_config['word_dims'][0]}) -> prompt_embeds "
+          f"({b}, 77, 1024) -> UNet latents ({b}, 4, {latent}, {latent})")
     print(f"steps: {len(metrics)}, loss {[m['loss'] for m in metrics]}, {metrics[-1]['steps_per_s']:.3f} steps/s "
-          f"(whole command {seconds:.0f} s, loading included)")
-    print(f"peak memory of the training process: {peak:.1f} GiB (CPU, batch 1 at {args.resolution} px)")
+          f"({metrics[-1]['steps_per_s'] * batch:.2f} samples/s, batch {batch} in micro-batches of {b}; whole command "
+          f"{seconds:.0f} s, loading included)")
+    if "peak_memory_gib" in metrics[-1]:
+        gpu = metrics[-1]["peak_memory_gib"]
+        print(f"peak GPU memory of training: {gpu:.2f} GiB at micro-batch {b}, {args.resolution} px (all weights fp32, "
+              f"the frozen UNet, VAE and text encoder included)")
+    print(f"peak memory of the training process: {peak:.1f} GiB (host RSS, micro-batch {b} at {args.resolution} px)")
 
 
 if __name__ == "__main__":

@@ -414,6 +414,8 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
             elapsed = time.perf_counter() - timer
             record = {"step": done, **{k: round(v, 6) for k, v in totals.items()},
                       "lr": lr_scheduler.get_last_lr()[0], "steps_per_s": round((done - start) / max(elapsed, 1e-9), 4)}
+            if accelerator.device.type == "cuda":  # what a user sizes micro_batch_size by
+                record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**30, 3)
             metrics.append(record)
             if accelerator.is_main_process and (done % out_cfg["log_every"] == 0 or done == train_cfg["steps"]):
                 with open(out / METRICS, "a", encoding="utf-8") as handle:
