@@ -1,6 +1,8 @@
 """One `faceid train` step against its floor: the bare diffusers forward + backward of the same
 UNet on the same batch (text embeddings precomputed, gradients flowing back to them, as they flow
-to the words in training). Interleaved runs, median ratio.
+to the words in training). Interleaved runs, median ratio. The faceid step is the steady state of
+a run with a frozen backbone: its features of each face are cached (``data.cache_features``, the
+default), as after the first epoch; the step that still runs the backbone is shown beside it.
 
     python benchmarks/train_step.py [--model tiny|world|FOLDER] [--batch 16] [--repeats 7]
         [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--config configs/sd21-base.toml]
@@ -79,9 +81,13 @@ def main() -> None:
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def faceid_step():
+    with torch.no_grad(), autocast():
+        features = torch.cat([encoder.features(crop[None]) for crop in crops])
+
+    def faceid_step(cached=True):
         with autocast():
-            loss = training_loss(pipe, encoder, scheduler, crops, latents, captions, step_generator(0, 0), 1e-4)[0]
+            loss = training_loss(pipe, encoder, scheduler, crops, latents, captions, step_generator(0, 0), 1e-4,
+                                 features=features if cached else None)[0]
         loss.backward()
         encoder.zero_grad(set_to_none=True)
         sync()
@@ -98,7 +104,8 @@ def main() -> None:
         loss.backward()
         sync()
 
-    contenders = {"bare UNet forward+backward": bare_step, "faceid train step": faceid_step}
+    contenders = {"bare UNet forward+backward": bare_step, "faceid train step": faceid_step,
+                  "faceid step, backbone run (first epoch)": lambda: faceid_step(cached=False)}
     medians = interleaved(contenders, repeats=args.repeats)
     threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
     report(f"one training step, {args.model}, batch {args.batch} at {size} px, {args.dtype}, {threads}", medians,

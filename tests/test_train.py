@@ -95,6 +95,12 @@ def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen
             assert sheet.width > 2 * 192
     with Image.open(out / "loss.png") as plot:
         assert plot.size == (720, 360) and len(np.unique(np.asarray(plot).reshape(-1, 3), axis=0)) > 3
+    # the frozen backbone, its BatchNorm statistics included, is the same after the step-2 validation
+    weights = {step: load_file(out / "checkpoints" / f"step-000000{step}" / "encoder" / "model.safetensors")
+               for step in (2, 4)}
+    backbone = [k for k in weights[2] if k.startswith("backbone.")]
+    assert any("running_mean" in k for k in backbone)
+    assert all(torch.equal(weights[2][k], weights[4][k]) for k in backbone)
     # the trained encoder's words differ from the untrained one's, and generate takes it
     trained = out / "checkpoints" / "step-0000004" / "encoder"
     images = {}
@@ -126,6 +132,23 @@ def test_resume_after_an_interruption_ends_bit_identical(tmp_path, faces_dir):
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert [m["loss"] for m in whole.metrics[2:]] == [m["loss"] for m in resumed.metrics]
+
+
+def test_a_frozen_backbone_reads_each_face_once_and_trains_as_without_the_cache(tmp_path, faces_dir, monkeypatch):
+    from faceid_cli.encoders.m2 import M2IDEncoder
+    from faceid_cli.train import loop
+
+    calls = []
+    features = M2IDEncoder.features
+    monkeypatch.setattr(M2IDEncoder, "features", lambda self, pixels: calls.append(len(pixels)) or features(self, pixels))
+    cached = loop.train(_config(tmp_path / "a", faces_dir, steps=6))
+    # 6 steps x 4 faces drawn from 4 photos: each photo's crop meets the backbone once
+    assert sum(calls) <= len(PHOTOS) and set(calls) == {1}
+    calls.clear()
+    plain = loop.train(_config(tmp_path / "b", faces_dir, ["data.cache_features=false"], steps=6))
+    assert sum(calls) == 6 * 4
+    # the same training up to float rounding (features of one crop alone against in a batch)
+    np.testing.assert_allclose([m["loss"] for m in cached.metrics], [m["loss"] for m in plain.metrics], rtol=1e-4)
 
 
 def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed(tmp_path, faces_dir):

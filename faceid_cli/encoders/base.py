@@ -75,8 +75,10 @@ class IdentityEncoder(nn.Module):
         raise NotImplementedError
 
     # --- shared -------------------------------------------------------------------------------
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.words_from_features(self.features(pixels))
+    def forward(self, pixels: torch.Tensor | None = None, *, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Words of face crops, or of their ``features`` computed earlier (training caches a frozen
+        backbone's features; they pass through here so a DDP wrapper still sees the forward)."""
+        return self.words_from_features(self.features(pixels) if features is None else features)
 
     def split_words(self, words: torch.Tensor) -> list[torch.Tensor]:
         """(…, k, sum(dims)) → one (…, k, dim) tensor per text encoder."""

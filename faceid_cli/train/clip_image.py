@@ -69,13 +69,20 @@ def set_train_mode(trainee, config: dict) -> None:
         trainee.vision.eval()
 
 
+def frozen_features(trainee, pixels: torch.Tensor) -> torch.Tensor:
+    """The frozen tower's class feature of face crops (cached per item by the loop)."""
+    return trainee.features(pixels)
+
+
 def training_loss(pipe, trainee, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],
                   generator: torch.Generator, config: dict, token: str = "S*",
-                  image_embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                  image_embeddings: torch.Tensor | None = None,
+                  features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The M² objective: diffusion MSE through the words + λ·Σ‖s_i‖."""
     from . import m2
 
-    return m2.training_loss(pipe, trainee, noise_scheduler, crops, latents, captions, generator, config, token)
+    return m2.training_loss(pipe, trainee, noise_scheduler, crops, latents, captions, generator, config, token,
+                            features=features)
 
 
 def save_trained(trainee, folder) -> None:

@@ -47,6 +47,9 @@ DEFAULTS: dict = {
         "resolution": 512,
         "cache_dir": None,  # default: <output>/cache
         "cache_latents": False,
+        # a frozen face backbone's features of each item, computed once (its forward is most of
+        # the encoder's cost); ignored when the backbone trains or the method has none (faceclip)
+        "cache_features": True,
         "face_backend": "auto",
         "workers": 0,
     },

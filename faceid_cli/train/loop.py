@@ -169,11 +169,13 @@ def encode_latents(vae, pixels: torch.Tensor) -> torch.Tensor:
     return (latents - shift) * vae.config.scaling_factor
 
 
-def condition(pipe, encoder, crops: torch.Tensor, captions: list[str], token: str) -> tuple[dict, torch.Tensor]:
-    """The UNet's conditioning for these crops and captions (the generate path), and the words."""
+def condition(pipe, encoder, crops: torch.Tensor, captions: list[str], token: str,
+              features: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+    """The UNet's conditioning for these crops (or their cached backbone ``features``) and
+    captions (the generate path), and the words."""
     from ..conditioning import encode_prompt_with_identity
 
-    words = encoder(crops)  # (B, k, sum(dims))
+    words = encoder(crops) if features is None else encoder(features=features)  # (B, k, sum(dims))
     result = encode_prompt_with_identity(pipe, list(captions), encoder_split(encoder, words), token)
     return unet_conditioning(pipe, result.prompt_embeds, result.pooled_prompt_embeds), words
 
@@ -197,15 +199,17 @@ def encoder_split(encoder, words):
 
 
 def training_loss(pipe, encoder, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],
-                  generator: torch.Generator, reg_weight: float, token: str = "S*"):
-    """One micro-batch's objective: diffusion MSE through the words + ``reg_weight``·Σ‖s_i‖.
+                  generator: torch.Generator, reg_weight: float, token: str = "S*",
+                  features: torch.Tensor | None = None):
+    """One micro-batch's objective: diffusion MSE through the words + ``reg_weight``·Σ‖s_i‖
+    (``features``: the crops' frozen backbone features, when cached).
 
     Returns (loss, diffusion term, Σ‖s_i‖ averaged over the batch, per-word norms (B, k))."""
     noise = torch.randn(latents.shape, generator=generator).to(latents)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),),
                               generator=generator).to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    kwargs, words = condition(pipe, encoder, crops, captions, token)
+    kwargs, words = condition(pipe, encoder, crops, captions, token, features)
     prediction = pipe.unet(noisy, timesteps, **kwargs).sample
     target = diffusion_target(noise_scheduler, latents, noise, timesteps)
     diffusion = torch.nn.functional.mse_loss(prediction.float(), target.float())
@@ -343,6 +347,10 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         counts = {kind: len(v) for kind, v in by_kind.items()}
         dataset = training_data.TrainingSet(prepared.items, encoder.preprocess)
         latent_cache: dict[int, torch.Tensor] = {}
+        # a frozen backbone gives each item the same features every epoch: compute them once
+        frozen_features = getattr(training, "frozen_features", None)
+        cache_features = bool(data_cfg["cache_features"] and frozen_features and train_cfg["backbone"] == "frozen")
+        feature_cache: dict[int, torch.Tensor] = {}
 
         encoder, optimizer, lr_scheduler = accelerator.prepare(encoder, optimizer, lr_scheduler)
         start = 0
@@ -397,10 +405,22 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                         targets = [_target_image(dataset[i]["target"]) for i in missing]
                         image_cache.update(zip(missing, clip.image_embeddings(targets)))
                     image_embeddings = torch.stack([image_cache[i] for i in indices]).to(accelerator.device)
+                extra = {}
+                if cache_features:
+                    # one item at a time, like the latents: a feature never depends on which batch
+                    # first met its item, so a resumed run computes the same bits
+                    missing = [(i, b) for i, b in zip(indices, batch) if i not in feature_cache]
+                    if missing:
+                        unwrapped = accelerator.unwrap_model(encoder)
+                        with torch.no_grad(), accelerator.autocast():
+                            for i, b in missing:
+                                feature_cache[i] = frozen_features(unwrapped, b["crop"][None].to(accelerator.device))[0]
+                    extra["features"] = torch.stack([feature_cache[i] for i in indices])
                 generator = step_generator(seed, step * accumulation + micro, rank)
                 with accelerator.autocast():
                     loss, parts = training.training_loss(pipe, encoder, noise_scheduler, crops, latents, captions,
-                                                         generator, config, token, image_embeddings=image_embeddings)
+                                                         generator, config, token, image_embeddings=image_embeddings,
+                                                         **extra)
                 accelerator.backward(loss / accumulation)
                 totals["loss"] += loss.item() / accumulation
                 for name, value in parts.items():

@@ -29,14 +29,20 @@ def set_train_mode(trainee, config: dict) -> None:
         trainee.backbone.eval()
 
 
+def frozen_features(trainee, pixels: torch.Tensor) -> torch.Tensor:
+    """What a frozen backbone makes of face crops: the loop caches it per item (``data.cache_features``)."""
+    return trainee.features(pixels)
+
+
 def training_loss(pipe, trainee, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],
                   generator: torch.Generator, config: dict, token: str = "S*",
-                  image_embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                  image_embeddings: torch.Tensor | None = None,
+                  features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Diffusion MSE through the words + λ·Σ‖s_i‖; metrics: diffusion, reg (Σ‖s_i‖), word_norm."""
     from .loop import training_loss as m2_loss
 
     loss, diffusion, reg, norms = m2_loss(pipe, trainee, noise_scheduler, crops, latents, captions, generator,
-                                          config["train"]["reg_weight"], token)
+                                          config["train"]["reg_weight"], token, features)
     return loss, {"diffusion": diffusion.detach(), "reg": reg.detach(), "word_norm": norms.mean().detach()}
 
 

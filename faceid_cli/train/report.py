@@ -62,7 +62,9 @@ def validation_sheet(pipe, encoder, analyzer, pairs: list[dict], step: int, path
     from ..images import load_image, save_image
     from ..pipeline_faceid import FaceIDPipeline, encode_identity
 
-    was_training = encoder.training
+    # each module's own mode comes back afterwards: a frozen backbone stays in eval mode while the
+    # heads train (a plain train() would let its BatchNorm statistics drift from then on)
+    modes = {module: module.training for module in encoder.modules()}
     encoder.eval()
     pipeline = FaceIDPipeline(pipe, encoder, model_name=model_name, method=method, analyzer=analyzer)
     rows, captions = [], []
@@ -74,7 +76,8 @@ def validation_sheet(pipe, encoder, analyzer, pairs: list[dict], step: int, path
                 rows.append([load_image(pair["face"]), image])
                 captions.append([Path(pair["face"]).name, pair["prompt"]])
     finally:
-        encoder.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
     sheet = contact_sheet(rows, captions, cell=192, caption_lines=2, title=f"validation at step {step}")
     save_image(sheet, path)
     return path
