@@ -294,6 +294,11 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     out.mkdir(parents=True, exist_ok=True)
     with hold_output_lock(out / METRICS, hint="another 'faceid train' writes this output folder; give this run "
                                               "its own output.dir"):
+        if not resume and (checkpoint_dirs(out) or (out / METRICS).is_file()):
+            # a fresh run here would mix its metrics into the old run's and leave its checkpoints
+            # beside ones that 'latest' would then pick
+            raise InvalidArgumentError(f"output.dir '{out}' already holds a training run",
+                                       "go on with it with --resume latest, or give this run a new output.dir")
         device = resolve_device(train_cfg["device"])
         accumulation = train_cfg["batch_size"] // train_cfg["micro_batch_size"]
         accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=train_cfg["mixed_precision"],
