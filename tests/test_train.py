@@ -179,6 +179,10 @@ def test_a_fresh_run_into_a_used_output_folder_fails_and_changes_nothing(tmp_pat
     resumed = run_cli("train", saved, "--resume", "latest", "--set", "train.steps=3")
     assert resumed.exit_code == 0, resumed.stderr
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # a run killed before its first checkpoint left metrics only: --resume latest starts over cleanly
+    shutil.rmtree(out / "checkpoints")
+    assert run_cli("train", saved, "--resume", "latest").exit_code == 0
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
 def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_dir):

@@ -373,7 +373,8 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
             _check_tracker(out_cfg["report_to"])
             accelerator.init_trackers("faceid-train", config=_flat(config))
         validation = [_validation_pair(pair) for pair in out_cfg["validation"]]
-        history = _read_metrics(out / METRICS, start) if start else []
+        # a resumed run keeps the lines up to its checkpoint; one that found no checkpoint, none
+        history = _read_metrics(out / METRICS, start)
 
         token = "S*"
         metrics: list[dict] = []
