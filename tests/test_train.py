@@ -165,13 +165,12 @@ def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed(tmp_path, faces_dir):
 
 def test_a_fresh_run_into_a_used_output_folder_fails_and_changes_nothing(tmp_path, faces_dir):
     from faceid_cli.train import loop
+    from faceid_cli.train.config import dumps_toml
 
     config = _config(tmp_path, faces_dir, steps=2)
     loop.train(config)
     out = tmp_path / "run"
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    from faceid_cli.train.config import dumps_toml
-
     saved = tmp_path / "config.toml"
     saved.write_text(dumps_toml(config))
     assert_one_line_error(run_cli("train", saved), 2, str(out))

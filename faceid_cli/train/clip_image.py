@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InvalidArgumentError
+from .m2 import frozen_features  # noqa: F401  (the tower's class feature, cached per item like M²'s)
 
 
 def build(config: dict, pipe):
@@ -67,11 +68,6 @@ def set_train_mode(trainee, config: dict) -> None:
     trainee.train()
     if config["train"]["backbone"] == "frozen":
         trainee.vision.eval()
-
-
-def frozen_features(trainee, pixels: torch.Tensor) -> torch.Tensor:
-    """The frozen tower's class feature of face crops (cached per item by the loop)."""
-    return trainee.features(pixels)
 
 
 def training_loss(pipe, trainee, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],

@@ -374,7 +374,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
             accelerator.init_trackers("faceid-train", config=_flat(config))
         validation = [_validation_pair(pair) for pair in out_cfg["validation"]]
         # a resumed run keeps the lines up to its checkpoint; one that found no checkpoint, none
-        history = _read_metrics(out / METRICS, start)
+        history = _read_metrics(out / METRICS, start) if accelerator.is_main_process else []
 
         token = "S*"
         metrics: list[dict] = []
