@@ -184,6 +184,15 @@ def test_a_fresh_run_into_a_used_output_folder_fails_and_changes_nothing(tmp_pat
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
+def test_a_resume_that_names_no_checkpoint_fails_before_any_work(tmp_path, faces_dir):
+    from faceid_cli.train.config import dumps_toml
+
+    saved = tmp_path / "config.toml"
+    saved.write_text(dumps_toml(_config(tmp_path, faces_dir, steps=2)))
+    assert_one_line_error(run_cli("train", saved, "--resume", tmp_path / "nowhere"), 2, "nowhere")
+    assert not (tmp_path / "run" / "cache").exists()  # no face was detected, no model loaded
+
+
 def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_dir):
     from faceid_cli.train import loop
 

@@ -294,6 +294,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     out.mkdir(parents=True, exist_ok=True)
     with hold_output_lock(out / METRICS, hint="another 'faceid train' writes this output folder; give this run "
                                               "its own output.dir"):
+        checkpoint = resolve_resume(out, resume)  # a bad --resume fails before any loading
         if not resume and (checkpoint_dirs(out) or (out / METRICS).is_file()):
             # a fresh run here would mix its metrics into the old run's and leave its checkpoints
             # beside ones that 'latest' would then pick
@@ -359,13 +360,10 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
 
         encoder, optimizer, lr_scheduler = accelerator.prepare(encoder, optimizer, lr_scheduler)
         start = 0
-        checkpoint = resolve_resume(out, resume)
         if checkpoint is not None:
             accelerator.load_state(str(checkpoint / "state"))
             start = json.loads((checkpoint / COMPLETE).read_text())["step"]
             note(f"resumed from {checkpoint} at step {start}")
-        elif resume and resume != "latest":
-            raise InvalidArgumentError(f"nothing to resume in {out}", "run without --resume")
         if accelerator.is_main_process:
             (out / "config.toml").write_text(dumps_toml(config), encoding="utf-8")
             (out / "data.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
