@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,6 +206,76 @@ def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_
     assert result.data["items"] == len(PHOTOS)
     assert result.data["skipped"] == {"unreadable image": 2, "no face found": 1}
     assert json.loads((tmp_path / "run" / "data.json").read_text())["skipped"]["no face found"] == 1
+
+
+def test_the_target_is_the_square_around_the_face_and_the_box_maps_into_it():
+    from faceid_cli.train.data import box_in_target, square_around
+
+    # a tall 100x300 portrait with the face at the top: the square holds the face, not the chest
+    assert square_around((100, 300), (30, 20, 70, 70)) == (0, 0, 100)
+    assert square_around((100, 300)) == (0, 100, 100)  # no face: the middle
+    # a wide 200x100 photo, face left of centre: the square centres on it (x from 25)
+    assert square_around((200, 100), (50, 10, 100, 60)) == (25, 0, 100)
+    assert box_in_target((50, 10, 100, 60), (200, 100), 64) == [16.0, 6.4, 48.0, 38.4]
+    assert box_in_target((0, -5, 60, 50), (200, 100), 64) == [0.0, 0.0, 38.4, 32.0]  # clipped to the square
+
+
+def test_the_weighted_loss_is_the_plain_mse_under_even_weights_and_follows_the_weights():
+    from faceid_cli.train.loss_weights import weighted_mse
+
+    generator = torch.Generator().manual_seed(0)
+    prediction, target = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
+    plain = torch.nn.functional.mse_loss(prediction, target)
+    assert torch.allclose(weighted_mse(prediction, target), plain)
+    assert torch.allclose(weighted_mse(prediction, target, torch.full((2, 1, 8, 8), 3.0)), plain)
+    # all the weight on one cell: the loss is that cell's squared error, averaged over channels and samples
+    only = torch.zeros(2, 1, 8, 8)
+    only[:, :, 2, 5] = 1.0
+    expected = (prediction - target)[:, :, 2, 5].pow(2).mean()
+    assert torch.allclose(weighted_mse(prediction, target, only), expected)
+
+
+def test_a_face_weighted_run_records_each_targets_face_box_and_trains_on_it(tmp_path, faces_dir, monkeypatch):
+    from faceid_cli.faces import load_analyzer
+    from faceid_cli.images import load_image
+    from faceid_cli.train import loop
+    from faceid_cli.train.data import box_in_target
+    from faceid_cli.train.loss_weights import face_loss_weights
+
+    # a triplet whose edited image has no face: it still trains, its loss weighed evenly
+    wall = tmp_path / "wall.png"
+    Image.new("RGB", (128, 128), (120, 130, 140)).save(wall)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"face": str(faces_dir / "biden.jpg"), "prompt": "S* by a wall",
+                                    "image": str(wall)}) + "\n")
+    extra = [f'data.triplets=["{manifest}"]', "data.triplet_fraction=0.5"]
+    seen = []
+    weighted_mse = loop.weighted_mse
+    monkeypatch.setattr(loop, "weighted_mse", lambda p, t, w=None: seen.append(w) or weighted_mse(p, t, w))
+    weighted = loop.train(_config(tmp_path / "a", faces_dir, extra, steps=2, face_loss_weight=4.0))
+    assert len(seen) == 4 and all(w is not None for w in seen)  # 2 steps x 2 micro-batches
+    plain = loop.train(_config(tmp_path / "b", faces_dir, extra, steps=2))
+    assert seen[4:] == [None] * 4
+    entries = [json.loads(line) for line in (tmp_path / "a" / "run" / "cache" / "index.jsonl").read_text().splitlines()]
+    boxes = {Path(e["source"]).name: e["target_box"] for e in entries if e["kind"] == "reconstruction"}
+    assert [e["target_box"] for e in entries if e["kind"] == "triplet"] == [None]
+    analyzer = load_analyzer("auto")
+    for name in PHOTOS:
+        image = load_image(tmp_path / "a" / "photos" / name)
+        face = analyzer.detect(image)[0]
+        assert boxes[name] == box_in_target(face.bbox, image.size, 64)
+        x1, y1, x2, y2 = boxes[name]
+        assert 0 <= x1 < x2 <= 64 and 0 <= y1 < y2 <= 64 and (x2 - x1) * (y2 - y1) < 64 * 64
+    # a photo weighs 1 + 4 on the latent cells under its face box and 1 elsewhere; the faceless
+    # triplet 1 everywhere; both were drawn
+    face_cells = {int((w == 5).sum()) for w in
+                  (face_loss_weights(torch.tensor([box]), seen[0].shape[-1], 64, 4.0) for box in boxes.values())}
+    rows = [row for weights in seen[:4] for row in weights.flatten(1).tolist()]
+    assert all(set(row) == {1.0} or (set(row) == {1.0, 5.0} and row.count(5.0) in face_cells) for row in rows)
+    assert {max(row) for row in rows} == {1.0, 5.0}
+    # the same draws, noise and words at step 1: only the weighting differs
+    assert weighted.metrics[0]["diffusion"] != plain.metrics[0]["diffusion"]
+    assert weighted.metrics[0]["word_norm"] == pytest.approx(plain.metrics[0]["word_norm"], rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["sd21-base", "sdxl", "world", "faceclip-sdxl", "world-faceclip", "world-clip-image"])

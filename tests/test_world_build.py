@@ -165,13 +165,15 @@ def test_the_shipped_world_config_is_the_build_recipes():
 
 
 def test_the_face_weighted_loss_weighs_the_cells_under_the_face_box():
-    from faceid_cli.world.recipes.t2i import face_weights
+    from faceid_cli.train.loss_weights import face_loss_weights
 
-    boxes = torch.tensor([[0.0, 0.0, 31.0, 63.0], [16.0, 16.0, 47.0, 47.0]])  # left half; the middle
-    weights = face_weights(boxes, size=16, image_size=64, weight=2.0)
-    assert weights.shape == (2, 1, 16, 16)
+    # left half; the middle; no face found
+    boxes = torch.tensor([[0.0, 0.0, 31.0, 63.0], [16.0, 16.0, 47.0, 47.0], [float("nan")] * 4])
+    weights = face_loss_weights(boxes, size=16, image_size=64, weight=2.0)
+    assert weights.shape == (3, 1, 16, 16)
     assert (weights[0, 0, :, :8] == 3).all() and (weights[0, 0, :, 8:] == 1).all()
     assert (weights[1, 0, 4:12, 4:12] == 3).all() and weights[1].sum() == 256 + 2 * 64
+    assert (weights[2] == 1).all()
 
 
 def test_recipe_precision_autocasts_forward_passes_only_when_asked():

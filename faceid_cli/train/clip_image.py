@@ -73,12 +73,13 @@ def set_train_mode(trainee, config: dict) -> None:
 def training_loss(pipe, trainee, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],
                   generator: torch.Generator, config: dict, token: str = "S*",
                   image_embeddings: torch.Tensor | None = None,
-                  features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                  features: torch.Tensor | None = None,
+                  loss_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The M² objective: diffusion MSE through the words + λ·Σ‖s_i‖."""
     from . import m2
 
     return m2.training_loss(pipe, trainee, noise_scheduler, crops, latents, captions, generator, config, token,
-                            features=features)
+                            features=features, loss_weights=loss_weights)
 
 
 def save_trained(trainee, folder) -> None:

@@ -62,6 +62,9 @@ DEFAULTS: dict = {
         "lr_schedule": "constant",  # or "cosine"
         "weight_decay": 0.01,
         "reg_weight": 1e-4,  # λ of λ·Σ‖s_i‖
+        # extra weight of the diffusion loss on the target's face box (1 + w there, 1 elsewhere,
+        # rescaled to keep the loss's scale); 0 is the paper's plain MSE (faceid_cli.train.loss_weights)
+        "face_loss_weight": 0.0,
         "backbone": "frozen",  # "frozen", "all", or "last:N" (the last N blocks train)
         "backbone_learning_rate": 1e-5,
         "max_grad_norm": 1.0,

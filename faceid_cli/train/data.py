@@ -30,6 +30,9 @@ from PIL import Image
 from ..errors import FaceIDError, InvalidArgumentError
 
 INDEX_NAME = "index.jsonl"
+#: part of every cache key: entries written by an older layout are prepared again, not misread
+#: (2: the target is the square around the face, and each entry records the face box in it)
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class Source:
 class Prepared:
     """What preprocessing made of the sources: cached items, and what was skipped and why."""
 
-    items: list[dict] = field(default_factory=list)  # {"kind", "crop", "target", "prompt", "source"}
+    # {"kind", "crop", "target", "prompt", "source", "target_box"}
+    items: list[dict] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # reason → count
     examples: dict = field(default_factory=dict)  # reason → one file that had it
 
@@ -83,7 +87,7 @@ def read_triplets(manifests: list[str], base: Path | None = None) -> list[Source
 
 def cache_key(source: Source, crop_size: int, crop_zoom: float, resolution: int, backend: str) -> str:
     digest = hashlib.sha256()
-    for part in (source.kind, _file_digest(source.face), _file_digest(source.target), source.prompt or "",
+    for part in (CACHE_VERSION, source.kind, _file_digest(source.face), _file_digest(source.target), source.prompt or "",
                  crop_size, crop_zoom, resolution, backend):
         digest.update(str(part).encode("utf-8") + b"\0")
     return digest.hexdigest()[:24]
@@ -98,12 +102,35 @@ def _file_digest(path: Path) -> str:
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def center_square(image: Image.Image, resolution: int) -> Image.Image:
-    """The centred square of ``image`` resized to ``resolution`` (the training target)."""
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
+def square_around(size: tuple[int, int], box=None) -> tuple[int, int, int]:
+    """(left, top, side) of the training target's square in an image of ``size``: the largest
+    square, centred on the face box where the image leaves room (a portrait photo's centre is often
+    its chest), else on the image."""
+    width, height = size
+    side = min(width, height)
+    if box is None:
+        centre_x, centre_y = width / 2, height / 2
+    else:
+        centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    left = int(round(min(max(centre_x - side / 2, 0), width - side)))
+    top = int(round(min(max(centre_y - side / 2, 0), height - side)))
+    return left, top, side
+
+
+def target_square(image: Image.Image, resolution: int, box=None) -> Image.Image:
+    """The training target: :func:`square_around` the face box, resized to ``resolution``."""
+    left, top, side = square_around(image.size, box)
     square = image.crop((left, top, left + side, top + side))
     return square.resize((resolution, resolution), Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+def box_in_target(box, size: tuple[int, int], resolution: int) -> list[float]:
+    """A face box (x1, y1, x2, y2) of an image of ``size`` in the pixels of its
+    :func:`target_square` around that box, clipped to it."""
+    left, top, side = square_around(size, box)
+    scale = resolution / side
+    x1, y1, x2, y2 = ((v - offset) * scale for v, offset in zip(box, (left, top, left, top)))
+    return [round(min(max(v, 0.0), float(resolution)), 3) for v in (x1, y1, x2, y2)]
 
 
 def prepare(sources: list[Source], analyzer, crop_size: int, crop_zoom: float, resolution: int, cache_dir: Path,
@@ -129,9 +156,17 @@ def prepare(sources: list[Source], analyzer, crop_size: int, crop_zoom: float, r
                     entry["skipped"] = "no face found"
                 else:
                     crop = align_face(image, faces[0].landmarks, crop_size, crop_zoom)
-                    target_image = image if source.target == source.face else load_image(source.target)
+                    if source.target == source.face:
+                        target_image, target_faces = image, faces
+                    else:  # an edited image: its face is where the edit drew it
+                        target_image = load_image(source.target)
+                        target_faces = analyzer.detect(target_image)
+                    # the largest face: the person the photo is of (None: the loss weighs it evenly)
+                    largest = max(target_faces, key=lambda f: f.width * f.height, default=None)
+                    box = None if largest is None else largest.bbox
                     save_image(crop, cache_dir / f"{key}-crop.png")
-                    save_image(center_square(target_image, resolution), cache_dir / f"{key}-target.png")
+                    save_image(target_square(target_image, resolution, box), cache_dir / f"{key}-target.png")
+                    entry["target_box"] = None if box is None else box_in_target(box, target_image.size, resolution)
             except FaceIDError as exc:  # unreadable, corrupt, too large: the loader's one-line reason
                 entry["skipped"] = _reason(exc)
             new_lines.append(entry)
@@ -144,7 +179,7 @@ def prepare(sources: list[Source], analyzer, crop_size: int, crop_zoom: float, r
             continue
         prepared.items.append({"kind": entry["kind"], "crop": cache_dir / f"{key}-crop.png",
                                "target": cache_dir / f"{key}-target.png", "prompt": entry["prompt"],
-                               "source": entry["source"]})
+                               "source": entry["source"], "target_box": entry.get("target_box")})
     if new_lines:
         index = cache_dir / INDEX_NAME
         with open(index, "a", encoding="utf-8") as handle:
@@ -174,7 +209,8 @@ def _read_index(path: Path) -> dict[str, dict]:
 
 
 class TrainingSet(torch.utils.data.Dataset):
-    """Cached items as tensors: the encoder's crop (3, c, c) and the target in [-1, 1]."""
+    """Cached items as tensors: the encoder's crop (3, c, c), the target in [-1, 1], and the face
+    box in the target's pixels (NaN where it has no face)."""
 
     def __init__(self, items: list[dict], preprocess):
         self.items = items
@@ -189,7 +225,10 @@ class TrainingSet(torch.utils.data.Dataset):
             pixels = self.preprocess(crop.convert("RGB"))
         with Image.open(item["target"]) as target:
             array = np.asarray(target.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-        return {"crop": pixels, "target": torch.from_numpy(array).permute(2, 0, 1).contiguous(), "index": index}
+        box = item.get("target_box")
+        face_box = torch.tensor(box if box is not None else [float("nan")] * 4, dtype=torch.float32)
+        return {"crop": pixels, "target": torch.from_numpy(array).permute(2, 0, 1).contiguous(), "face_box": face_box,
+                "index": index}
 
 
 def caption_for(item: dict, templates: list[str], rng: np.random.Generator) -> str:

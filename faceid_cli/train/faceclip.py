@@ -167,12 +167,15 @@ def same(values: list) -> torch.Tensor:
 
 def training_loss(pipe, trainee: FaceClipTrainee, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor,
                   captions: list[str], generator: torch.Generator, config: dict, token: str = "S*",
-                  image_embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """Diffusion MSE through FaceCLIP's conditioning + ``alignment_weight`` × the alignment loss.
+                  image_embeddings: torch.Tensor | None = None,
+                  loss_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Diffusion MSE (weighted per latent cell by ``loss_weights``, if given) through FaceCLIP's
+    conditioning + ``alignment_weight`` × the alignment loss.
     Returns (loss, {"diffusion": …, "alignment": …})."""
     from ..encoders.faceclip import tokenize
     from ..methods.faceclip import faceclip_text, faceclip_tokenizer
     from .loop import diffusion_target, unet_conditioning
+    from .loss_weights import weighted_mse
 
     train = config["train"]
     encoder = trainee.encoder
@@ -187,7 +190,7 @@ def training_loss(pipe, trainee: FaceClipTrainee, noise_scheduler, crops: torch.
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     kwargs = unet_conditioning(pipe, embeds, pooled if getattr(pipe, "text_encoder_2", None) is not None else None)
     prediction = unet(noisy, timesteps, **kwargs).sample
-    diffusion = F.mse_loss(prediction.float(), diffusion_target(noise_scheduler, latents, noise, timesteps).float())
+    diffusion = weighted_mse(prediction, diffusion_target(noise_scheduler, latents, noise, timesteps), loss_weights)
     targets = list(train["alignment_targets"])
     if not targets or not train["alignment_weight"]:
         return diffusion, {"diffusion": diffusion.detach(), "alignment": torch.zeros(())}

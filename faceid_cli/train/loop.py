@@ -32,6 +32,7 @@ import torch
 
 from ..errors import FaceIDError, InvalidArgumentError, MissingModelError
 from .config import dumps_toml
+from .loss_weights import face_loss_weights, weighted_mse
 
 CHECKPOINTS = "checkpoints"
 COMPLETE = "complete.json"
@@ -200,9 +201,10 @@ def encoder_split(encoder, words):
 
 def training_loss(pipe, encoder, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],
                   generator: torch.Generator, reg_weight: float, token: str = "S*",
-                  features: torch.Tensor | None = None):
+                  features: torch.Tensor | None = None, loss_weights: torch.Tensor | None = None):
     """One micro-batch's objective: diffusion MSE through the words + ``reg_weight``·Σ‖s_i‖
-    (``features``: the crops' frozen backbone features, when cached).
+    (``features``: the crops' frozen backbone features, when cached; ``loss_weights``: per latent
+    cell, :func:`.loss_weights.weighted_mse`).
 
     Returns (loss, diffusion term, Σ‖s_i‖ averaged over the batch, per-word norms (B, k))."""
     noise = torch.randn(latents.shape, generator=generator).to(latents)
@@ -212,7 +214,7 @@ def training_loss(pipe, encoder, noise_scheduler, crops: torch.Tensor, latents: 
     kwargs, words = condition(pipe, encoder, crops, captions, token, features)
     prediction = pipe.unet(noisy, timesteps, **kwargs).sample
     target = diffusion_target(noise_scheduler, latents, noise, timesteps)
-    diffusion = torch.nn.functional.mse_loss(prediction.float(), target.float())
+    diffusion = weighted_mse(prediction, target, loss_weights)
     word_norms = words.float().norm(dim=-1)
     reg = word_norms.sum(dim=1).mean()
     return diffusion + reg_weight * reg, diffusion, reg, word_norms
@@ -420,6 +422,10 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                             for i, b in missing:
                                 feature_cache[i] = frozen_features(unwrapped, b["crop"][None].to(accelerator.device))[0]
                     extra["features"] = torch.stack([feature_cache[i] for i in indices])
+                if train_cfg["face_loss_weight"]:
+                    boxes = torch.stack([b["face_box"] for b in batch])
+                    extra["loss_weights"] = face_loss_weights(boxes, latents.shape[-1], data_cfg["resolution"],
+                                                              train_cfg["face_loss_weight"]).to(accelerator.device)
                 generator = step_generator(seed, step * accumulation + micro, rank)
                 with accelerator.autocast():
                     loss, parts = training.training_loss(pipe, encoder, noise_scheduler, crops, latents, captions,

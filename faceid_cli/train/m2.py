@@ -37,12 +37,14 @@ def frozen_features(trainee, pixels: torch.Tensor) -> torch.Tensor:
 def training_loss(pipe, trainee, noise_scheduler, crops: torch.Tensor, latents: torch.Tensor, captions: list[str],
                   generator: torch.Generator, config: dict, token: str = "S*",
                   image_embeddings: torch.Tensor | None = None,
-                  features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """Diffusion MSE through the words + λ·Σ‖s_i‖; metrics: diffusion, reg (Σ‖s_i‖), word_norm."""
+                  features: torch.Tensor | None = None,
+                  loss_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Diffusion MSE through the words (weighted per latent cell by ``loss_weights``, if given) +
+    λ·Σ‖s_i‖; metrics: diffusion, reg (Σ‖s_i‖), word_norm."""
     from .loop import training_loss as m2_loss
 
     loss, diffusion, reg, norms = m2_loss(pipe, trainee, noise_scheduler, crops, latents, captions, generator,
-                                          config["train"]["reg_weight"], token, features)
+                                          config["train"]["reg_weight"], token, features, loss_weights)
     return loss, {"diffusion": diffusion.detach(), "reg": reg.detach(), "word_norm": norms.mean().detach()}
 
 

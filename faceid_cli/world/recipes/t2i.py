@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...train.loss_weights import face_loss_weights
 from ..contexts import NEUTRAL_SUBJECT
 from .clip import sample_captions
 from .common import Reporter, autocast, lr_at, resolved_precision, seed_everything, set_lr, update
@@ -197,17 +198,6 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return torch.clamp(snr, max=gamma) / snr
 
 
-def face_weights(boxes: torch.Tensor, size: int, image_size: int, weight: float) -> torch.Tensor:
-    """(B, 1, size, size) loss weights: 1 + ``weight`` on latent cells that the face boxes (B, 4)
-    (x1, y1, x2, y2 in image pixels) cover, 1 elsewhere."""
-    centres = (torch.arange(size, dtype=torch.float32) + 0.5) * image_size / size
-    boxes = boxes.float()
-    inside_x = (centres[None, :] >= boxes[:, 0:1]) & (centres[None, :] <= boxes[:, 2:3])
-    inside_y = (centres[None, :] >= boxes[:, 1:2]) & (centres[None, :] <= boxes[:, 3:4])
-    inside = inside_y[:, :, None] & inside_x[:, None, :]
-    return (1 + weight * inside.float())[:, None]
-
-
 def training_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """What the UNet learns to predict: the noise, or the velocity for v-prediction models."""
     if scheduler.config.prediction_type == "v_prediction":
@@ -276,8 +266,8 @@ def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, nam
             squared = (prediction - target).pow(2)
             if face_boxes is not None and config["face_loss_weight"]:
                 # the world VAE's latents are a quarter of the picture's side
-                weights = face_weights(torch.from_numpy(face_boxes[index]), clean.shape[-1], 4 * clean.shape[-1],
-                                       config["face_loss_weight"])
+                weights = face_loss_weights(torch.from_numpy(face_boxes[index]), clean.shape[-1], 4 * clean.shape[-1],
+                                            config["face_loss_weight"])
                 squared = squared * weights / weights.mean(dim=(2, 3), keepdim=True)
             per_sample = squared.mean(dim=(1, 2, 3))
             loss = (per_sample * min_snr_weights(noise_scheduler, timesteps, config["min_snr_gamma"])).mean()
