@@ -5,7 +5,8 @@ any encoder that writes k words (textual inversion, per person, no encoder).
         [--lr 5e-3] [--encoder runs/world-m2/encoder ...]
 
 For each of the first N held-out people of `benchmarks/world_encoder.py` (the same reference
-render, the same world prompts, seeds, steps and guidance), k word vectors are optimised with the
+render, world prompts, sampling steps and guidance; one seed per prompt here, shared by every row
+of this script but not the seeds `world_encoder.py` draws), k word vectors are optimised with the
 diffusion loss on ``--renders`` other renders of that person, captioned with their whole context
 ("a pencil sketch of S* wearing a red hat, ..."), so the words need hold nothing but the person.
 Then the prompts are generated through faceid's own `S*` path and scored by the world's recogniser
@@ -65,6 +66,7 @@ def main() -> None:
     from faceid_cli.train.loop import encode_latents
     from faceid_cli.world.contexts import caption
     from faceid_cli.world.people import population_seeds
+    from faceid_cli.world.quality import images_to_tensor
     from faceid_cli.world.render import render_sample
     from world_encoder import render_references
 
@@ -105,10 +107,8 @@ def main() -> None:
         target = reference_embedding(analyzer, reference)
         # renders unlike the benchmark's (its reference uses seed + index, its ceiling seed + 1000 + j)
         renders = [render_sample(person, 50_000 + r) for r in range(args.renders)]
-        pixels = torch.stack([torch.from_numpy(np.asarray(r.image.convert("RGB"), dtype=np.float32) / 127.5 - 1)
-                              .permute(2, 0, 1) for r in renders])
         with torch.no_grad():
-            latents = encode_latents(pipe.vae, pixels)
+            latents = encode_latents(pipe.vae, images_to_tensor([r.image for r in renders]) * 2 - 1)
         words = invert(pipe, scheduler, latents, [caption(r.context, "S*") for r in renders], args.words,
                        args.steps, args.lr, args.seed + index)
         found = generate(base, Identity(words=[words], metadata={"method": "m2"}))
