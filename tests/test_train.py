@@ -69,6 +69,8 @@ def test_bad_values_fail_before_any_work(tmp_path):
     assert_one_line_error(run_cli("train", "--print-config", "--set", "train.batch_size=6"), 2, "multiple")
     assert_one_line_error(run_cli("train", "--print-config", "--report-to", "mlflow"), 2, "report_to")
     assert_one_line_error(run_cli("train", "--print-config", "--set", "train.backbone=some"), 2, "last:N")
+    for key in ("train.face_loss_weight", "train.reg_weight"):
+        assert_one_line_error(run_cli("train", "--print-config", "--set", f"{key}=-1"), 2, f"{key} = -1")
 
 
 def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen(tmp_path, faces_dir, monkeypatch):

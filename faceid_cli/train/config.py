@@ -188,6 +188,9 @@ def check(config: dict) -> None:
         raise InvalidArgumentError(f"train.backbone = {backbone!r}", "use frozen, all, or last:N")
     if not 0.0 <= float(config["data"]["triplet_fraction"]) <= 1.0:
         raise InvalidArgumentError("data.triplet_fraction must be between 0 and 1", "fix the config")
+    for key in ("reg_weight", "face_loss_weight"):  # a negative one rewards what it should weigh
+        if float(train[key]) < 0:
+            raise InvalidArgumentError(f"train.{key} = {train[key]!r} must not be negative", "fix the config")
     if config["model"]["num_words"] < 1:
         raise InvalidArgumentError("model.num_words must be at least 1", "fix the config")
 
