@@ -99,3 +99,10 @@ def test_names_lists_the_celebrities():
     assert result.exit_code == 0
     names = result.stdout.splitlines()
     assert len(names) == 3 and all(len(n.split()) == 2 for n in names)
+
+
+def test_render_offers_every_population_the_world_has():
+    from faceid_cli.cli.world import POPULATIONS as OFFERED
+    from faceid_cli.world.people import POPULATIONS
+
+    assert OFFERED == POPULATIONS

@@ -206,3 +206,54 @@ def test_t2i_training_leaves_the_default_attention_behind():
         assert tower.config._attn_implementation == "eager"
     assert all(isinstance(p, AttnProcessor2_0) for p in unet.attn_processors.values())
     assert tower.config._attn_implementation == "sdpa"
+
+
+def test_the_world_t2i_trains_on_an_unnamed_crowd_and_ships_none_of_its_words(quick_world):
+    """The crowd (recipes/t2i.py) is trained through ``S*`` words that never ship: world's tower
+    keeps the named vocabulary, and world-xl trains on the named people only."""
+    from transformers import CLIPTokenizer
+
+    from faceid_cli.world.tokenizer import build_tokenizer
+
+    out, _, summary = quick_world
+    recipe = quick_recipe(RECIPE)
+    world = summary["components"]["world"]
+    assert world["crowd_people"] == recipe["crowd"] == 8
+    assert world["crowd_images"] == recipe["crowd"] * recipe["crowd_images"]
+    assert summary["components"]["world-xl"]["crowd_people"] == 0
+    shipped = CLIPTokenizer.from_pretrained(out / "world" / "tokenizer")
+    assert shipped.get_vocab() == build_tokenizer(recipe["celebrities"]).get_vocab()
+
+
+def test_crowd_render_jobs_come_from_their_own_population_in_random_contexts():
+    from faceid_cli.world.celebrities import crowd_jobs
+    from faceid_cli.world.people import population_of
+
+    jobs = crowd_jobs(5, 3, seed=1)
+    assert len(jobs) == 15 and {population_of(job.identity) for job in jobs} == {"crowd"}
+    assert len({job.identity for job in jobs}) == 5 and len({job.image_seed for job in jobs}) == 15
+    assert len({job.labels for job in jobs}) > 5
+    assert [job.labels for job in crowd_jobs(5, 3, seed=1)] == [job.labels for job in jobs]
+
+
+def test_t2i_conditioning_writes_words_at_s_star_and_encodes_other_captions_as_the_pipeline_does():
+    """Crowd rows and named rows share one batch: the words change only captions holding ``S*``,
+    and a caption without it encodes exactly as diffusers' ``encode_prompt`` (the path generation
+    takes for prompts without a person)."""
+    from faceid_cli.pipeline_faceid import FaceIDPipeline
+    from faceid_cli.world.recipes.t2i import prompt_conditioning
+
+    pipe = FaceIDPipeline.from_model("world").pipe
+    captions = ["a photo of S* with a red hat", "a photo of a person on a green background", ""]
+    width = pipe.text_encoder.get_input_embeddings().embedding_dim
+    generator = torch.Generator().manual_seed(0)
+    # random words, each a different direction (a shift along the all-ones vector would be
+    # removed by the towers' layer norms, and change nothing)
+    words, others = ([torch.randn(3, 2, width, generator=generator) * 0.03] for _ in range(2))
+    with torch.no_grad():
+        plain = prompt_conditioning(pipe, captions)["encoder_hidden_states"]
+        written = prompt_conditioning(pipe, captions, words)["encoder_hidden_states"]
+        other = prompt_conditioning(pipe, captions, others)["encoder_hidden_states"]
+    torch.testing.assert_close(written[1:], plain[1:], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(written[0], other[0], atol=1e-3)
+    torch.testing.assert_close(written[1:], other[1:])

@@ -14,7 +14,7 @@ from ._common import JsonOption, new_app, note, print_json, stdout_console
 app = new_app(name="world", help="The miniature identity world: procedural people and models trained on "
               "them from scratch (build, render, names).")
 
-POPULATIONS = ("celebrities", "reconstruction", "recogniser", "backbone", "held_out")
+POPULATIONS = ("celebrities", "crowd", "reconstruction", "recogniser", "backbone", "held_out")
 
 
 def _complete(names):

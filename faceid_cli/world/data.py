@@ -58,6 +58,11 @@ class Pool:
         return Context.from_labels(dict(zip(ATTRIBUTES, self.labels[index])))
 
 
+def concatenate_pools(pools: Sequence[Pool]) -> Pool:
+    """One pool holding every image of ``pools``, in order."""
+    return Pool(**{name: np.concatenate([getattr(pool, name) for pool in pools]) for name in FIELDS})
+
+
 @dataclass(frozen=True)
 class RenderJob:
     identity: int

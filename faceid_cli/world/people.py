@@ -5,6 +5,8 @@ facial hair, a mole) drawn from one seed; every image of that person shows the s
 come from disjoint ranges, so a model trained on one population never saw a person of another:
 
 - ``celebrities``: the N people the world's text-to-image model knows by name;
+- ``crowd``: people the text-to-image model saw without names (as real T2I models saw millions of
+  unnamed faces), each drawn through two words learnt only during its training and never shipped;
 - ``reconstruction``: the encoder's training photos (the world's FFHQ);
 - ``recogniser`` and ``backbone``: the populations the evaluation recogniser and the encoder's face
   backbone are trained on (separately, as ArcFace and the paper's encoder backbone are);
@@ -20,6 +22,7 @@ import numpy as np
 #: name → (first seed, end seed): the one table of identity ranges
 SEED_RANGES: dict[str, tuple[int, int]] = {
     "celebrities": (0, 10_000),
+    "crowd": (10_000, 1_000_000),
     "reconstruction": (1_000_000, 2_000_000),
     "recogniser": (2_000_000, 3_000_000),
     "backbone": (3_000_000, 4_000_000),
