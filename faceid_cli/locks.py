@@ -47,6 +47,23 @@ def hold_output_lock(manifest: Path, hint: str = "wait for it to finish, or spli
         handle.close()  # closing drops the lock
 
 
+@contextmanager
+def output_folder(folder: Path, manifest: Path) -> Iterator[Path]:
+    """Make ``folder`` for a run whose output lock is ``manifest``'s. If the run fails having
+    written nothing there but that lock (bad data found before any work), the folder it made is
+    removed again: a failed start leaves nothing behind. A folder that existed is left as it was."""
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        lock = lock_path(manifest)
+        if created and all(entry == lock for entry in folder.iterdir()):
+            lock.unlink(missing_ok=True)
+            folder.rmdir()
+        raise
+
+
 def _describe(text: str) -> str:
     try:
         holder = json.loads(text)

@@ -193,7 +193,22 @@ def test_a_resume_that_names_no_checkpoint_fails_before_any_work(tmp_path, faces
     saved = tmp_path / "config.toml"
     saved.write_text(dumps_toml(_config(tmp_path, faces_dir, steps=2)))
     assert_one_line_error(run_cli("train", saved, "--resume", tmp_path / "nowhere"), 2, "nowhere")
-    assert not (tmp_path / "run" / "cache").exists()  # no face was detected, no model loaded
+    assert not (tmp_path / "run").exists()  # no face was detected, no model loaded, no folder left
+    # a folder that was there before is left as it was
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert_one_line_error(run_cli("train", saved, "--resume", tmp_path / "nowhere"), 2, "nowhere")
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_whose_base_model_is_missing_leaves_no_output_folder(tmp_path, faces_dir):
+    from faceid_cli.train.config import dumps_toml
+
+    saved = tmp_path / "config.toml"
+    saved.write_text(dumps_toml(_config(tmp_path, faces_dir, extra=[f'model.base="{tmp_path / "no-model"}"'])))
+    result = run_cli("train", saved)
+    assert result.exit_code in (1, 2) and "no-model" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_dir):

@@ -284,7 +284,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     from ..faces import load_analyzer
     from ..methods import get_method
     from ..faces.analyzer import AnalyzerOptions
-    from ..locks import hold_output_lock
+    from ..locks import hold_output_lock, output_folder
     from ..models.registry import load_pipeline, resolve_device, resolve_model
     from ..images import expand_photos
     from . import data as training_data
@@ -293,8 +293,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     note = on_note or (lambda message: None)
     train_cfg, out_cfg, data_cfg = config["train"], config["output"], config["data"]
     out = Path(out_cfg["dir"]).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    with hold_output_lock(out / METRICS, hint="another 'faceid train' writes this output folder; give this run "
+    with output_folder(out, out / METRICS), hold_output_lock(out / METRICS, hint="another 'faceid train' writes this output folder; give this run "
                                               "its own output.dir"):
         checkpoint = resolve_resume(out, resume)  # a bad --resume fails before any loading
         if not resume and (checkpoint_dirs(out) or (out / METRICS).is_file()):
