@@ -225,15 +225,15 @@ def test_the_world_t2i_trains_on_an_unnamed_crowd_and_ships_none_of_its_words(qu
     assert shipped.get_vocab() == build_tokenizer(recipe["celebrities"]).get_vocab()
 
 
-def test_crowd_render_jobs_come_from_their_own_population_in_random_contexts():
-    from faceid_cli.world.celebrities import crowd_jobs
+def test_the_crowd_is_rendered_from_its_own_population_in_random_contexts():
     from faceid_cli.world.people import population_of
+    from faceid_cli.world.recipes.common import WorldData
 
-    jobs = crowd_jobs(5, 3, seed=1)
-    assert len(jobs) == 15 and {population_of(job.identity) for job in jobs} == {"crowd"}
-    assert len({job.identity for job in jobs}) == 5 and len({job.image_seed for job in jobs}) == 15
-    assert len({job.labels for job in jobs}) > 5
-    assert [job.labels for job in crowd_jobs(5, 3, seed=1)] == [job.labels for job in jobs]
+    pool = WorldData(seed=1).population_pool("crowd", 5, 3)
+    assert len(pool) == 15 and {population_of(int(i)) for i in pool.identities} == {"crowd"}
+    assert len(set(pool.identities.tolist())) == 5 and len({img.tobytes() for img in pool.images}) == 15
+    assert len({tuple(row) for row in pool.labels}) > 5
+    assert (WorldData(seed=1).population_pool("crowd", 5, 3).labels == pool.labels).all()
 
 
 def test_t2i_conditioning_writes_words_at_s_star_and_encodes_other_captions_as_the_pipeline_does():

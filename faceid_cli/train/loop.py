@@ -293,8 +293,8 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     note = on_note or (lambda message: None)
     train_cfg, out_cfg, data_cfg = config["train"], config["output"], config["data"]
     out = Path(out_cfg["dir"]).expanduser()
-    with output_folder(out, out / METRICS), hold_output_lock(out / METRICS, hint="another 'faceid train' writes this output folder; give this run "
-                                              "its own output.dir"):
+    busy = "another 'faceid train' writes this output folder; give this run its own output.dir"
+    with output_folder(out, out / METRICS), hold_output_lock(out / METRICS, hint=busy):
         checkpoint = resolve_resume(out, resume)  # a bad --resume fails before any loading
         if not resume and (checkpoint_dirs(out) or (out / METRICS).is_file()):
             # a fresh run here would mix its metrics into the old run's and leave its checkpoints

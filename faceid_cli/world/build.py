@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import BUILD_STEPS, COMPONENTS, SUMMARY_NAME
-from .celebrities import NUM_CELEBRITIES, celebrities, crowd_jobs, training_jobs
+from .celebrities import NUM_CELEBRITIES, celebrities, training_jobs
 from .data import concatenate_pools
 from .recipes.common import Reporter, WorldData
 
@@ -192,8 +192,7 @@ def _crowd_pool(data: WorldData, recipe: dict):
     count, per = recipe.get("crowd", 0), recipe.get("crowd_images", 0)
     if not count or not per:
         return None
-    key = {"name": "crowd", "count": count, "per": per, "seed": recipe["seed"]}
-    return data.jobs_pool(key, crowd_jobs(count, per, int(recipe["seed"])))
+    return data.population_pool("crowd", count, per)  # random contexts, as every other population
 
 
 def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str, seed: int, report: Reporter) -> dict:

@@ -46,18 +46,6 @@ def training_jobs(count: int, per_celebrity: int, seed: int) -> list[RenderJob]:
     return jobs
 
 
-def crowd_jobs(count: int, per_person: int, seed: int) -> list[RenderJob]:
-    """Render jobs for the text-to-image model's unnamed people: ``per_person`` random contexts of
-    each of the first ``count`` of the ``crowd`` population."""
-    rng = np.random.default_rng(np.random.SeedSequence([0xC0, seed]))
-    jobs = []
-    for identity in population_seeds("crowd", count):
-        for made in range(per_person):
-            labels = tuple(int(rng.integers(len(values))) for values in ATTRIBUTES.values())
-            jobs.append(RenderJob(identity, image_seed(seed, identity, made), labels))
-    return jobs
-
-
 def held_out_contexts(count: int, prompts: int, seed: int) -> list[tuple[int, Context]]:
     """``prompts`` (celebrity index, context) pairs whose (background, hat) that celebrity never saw;
     the other attributes are random."""

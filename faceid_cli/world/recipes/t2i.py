@@ -16,8 +16,8 @@ Real text encoders know celebrities from web-scale image-text data; fine-tuning 
 gives its towers that knowledge. Glasses, also fine detail at 32 px, were at chance (0.31) for the
 same reason.
 
-Besides the named celebrities, the model sees a crowd of unnamed people (``crowd`` in the build's
-recipe). Each crowd person is written in captions as ``S*`` and drawn through two words of a table
+Besides the named celebrities, the model can see a crowd of unnamed people (``crowd`` in the build's
+recipe, off there: measured, it cost the named people more than it gave unseen ones). Each crowd person is written in captions as ``S*`` and drawn through two words of a table
 learnt with the model and thrown away after it, through the same ``S*`` path that ``generate`` and
 ``train`` use: the model learns to draw many faces from word embeddings, not 100, as a real T2I
 knows faces far beyond the names it can say. Measured before the crowd: the best two words that
@@ -246,8 +246,8 @@ def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, nam
     (``face_loss_weight``).
 
     ``names``: identity seed → celebrity name; any other identity is of the unnamed crowd, written
-    ``S*`` and drawn through words learnt here (``crowd_words``) and not saved. ``towers``: one (SD) or two (SDXL) pre-trained text
-    encoders, fine-tuned here at ``text_lr_scale`` times the UNet's learning rate.
+    ``S*`` and drawn through words learnt here (``crowd_words``) and not saved. ``towers``: one
+    (SD) or two (SDXL) pre-trained text encoders, fine-tuned here at ``text_lr_scale`` times the UNet's learning rate.
     ``checkpoint(step, pipe)``, if given, is called every ``every`` steps with the pipeline holding
     the EMA weights (for learning curves). ``init_from``: a UNet folder to start
     from (:func:`warm_start`).
