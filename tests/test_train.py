@@ -421,3 +421,20 @@ def test_the_clip_baseline_unfreezes_only_the_layers_asked():
     assert any(".layers.3." in n for n in names) and not any(".layers.2." in n or "embeddings" in n for n in names)
     with pytest.raises(Exception, match="has 4 layers"):
         trained("last:9")
+
+
+def test_data_with_no_usable_photo_fails_naming_the_data_paths(tmp_path, faces_dir):
+    from faceid_cli.train.config import dumps_toml
+
+    config = _config(tmp_path, faces_dir, steps=1)
+    photos = tmp_path / "photos"
+    for path in photos.iterdir():
+        path.unlink()
+    (photos / "empty.jpg").write_bytes(b"")
+    saved = tmp_path / "config.toml"
+    saved.write_text(dumps_toml(config))
+    result = run_cli("train", saved)
+    assert result.exit_code == 1, result.stderr  # valid arguments; the work failed on its data
+    last = result.stderr.strip().splitlines()[-1]
+    assert "every photo was skipped (1 unreadable image)" in last and str(photos) in last, last
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -348,7 +348,9 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         if not prepared.items:
             raise FaceIDError("no usable training item: every photo was skipped "
                               f"({', '.join(f'{n} {r}' for r, n in prepared.skipped.items())})",
-                              "check the data paths and the face backend")
+                              "check data.reconstruction "
+                              f"({', '.join(str(p) for p in data_cfg.get('reconstruction') or []) or 'none'}), "
+                              f"data.triplets ({data_cfg.get('triplets') or 'none'}) and the face backend")
         by_kind = {kind: [i for i, item in enumerate(prepared.items) if item["kind"] == kind]
                    for kind in ("reconstruction", "triplet")}
         counts = {kind: len(v) for kind, v in by_kind.items()}
