@@ -220,3 +220,24 @@ def test_verification_figures_on_known_embeddings():
     figures = verification(same, [1, 1, 2, 2])
     assert figures["auc"] == 1.0 and figures["accuracy"] == 1.0
     assert figures["pairs_same"] == 2 and figures["pairs_different"] == 4
+
+
+def test_context_classifier_round_trips_with_and_without_its_full_resolution_stem(tmp_path):
+    import json
+
+    from faceid_cli.world.nets import ContextClassifier, WorldNet
+
+    images = torch.rand(2, 3, 64, 64)
+    for stem in (0, 8):
+        net = ContextClassifier(widths=(8, 8, 8, 8), stem=stem).eval()
+        folder = net.save_pretrained(tmp_path / f"stem{stem}", dtype=torch.float32)
+        loaded = WorldNet.from_pretrained(folder)
+        with torch.no_grad():
+            assert all(torch.equal(net(images)[k], loaded(images)[k]) for k in ATTRIBUTES)
+        assert isinstance(loaded.trunk[0][0], torch.nn.Conv2d)
+        assert loaded.trunk[0][0].stride == ((1, 1) if stem else (2, 2))
+    # a classifier saved before the stem existed (its config has no "stem") loads as it was
+    config = json.loads((tmp_path / "stem0" / "config.json").read_text())
+    del config["stem"]
+    (tmp_path / "stem0" / "config.json").write_text(json.dumps(config))
+    assert WorldNet.from_pretrained(tmp_path / "stem0").config["stem"] == 0

@@ -134,10 +134,11 @@ class ContextClassifier(WorldNet):
     kind = "context-classifier"
 
     def __init__(self, image_size: int = 64, widths: tuple[int, ...] = (16, 32, 48, 64),
-                 attributes: dict[str, int] | None = None):
+                 attributes: dict[str, int] | None = None, stem: int = 0):
         attributes = attributes or {name: len(values) for name, values in ATTRIBUTES.items()}
-        super().__init__(image_size=image_size, widths=list(widths), attributes=dict(attributes))
-        self.trunk = _trunk(tuple(widths))
+        super().__init__(image_size=image_size, widths=list(widths), attributes=dict(attributes), stem=stem)
+        # ``stem``: the width of a convolution at full resolution before the first stride, 0 for none
+        self.trunk = nn.Sequential(_conv(3, stem), _trunk(tuple(widths), stem)) if stem else _trunk(tuple(widths))
         side = image_size // 2 ** len(widths)
         self.heads = nn.ModuleDict({
             name: nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * side * side, 64), nn.SiLU(), nn.Linear(64, count))
