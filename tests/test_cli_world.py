@@ -106,3 +106,14 @@ def test_render_offers_every_population_the_world_has():
     from faceid_cli.world.people import POPULATIONS
 
     assert OFFERED == POPULATIONS
+
+
+def test_build_summary_table_adds_the_measurement_and_the_whole_builds_time(capsys):
+    from faceid_cli.cli.world import _print_summary
+
+    _print_summary({"components": {"recogniser": {"parameters": 1200}, "world": {"parameters": [10, 20]}},
+                    "seconds": {"recogniser": 60.0, "world": 1740.0}, "measure_seconds": 300.0})
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["world", "10", "+", "20", "1740.0"] in lines
+    assert ["measurement", "300.0"] in lines
+    assert ["total", "2100.0", "(35.0", "min)"] in lines

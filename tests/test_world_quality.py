@@ -13,15 +13,15 @@ from faceid_cli.world.smoke_quality import small_sample_figures
 BOUNDS = {
     "recogniser_verification": 0.968,  # mean 0.993, std 0.005
     "classifier_style": 0.990,  # mean 1.000, std 0.000
-    "classifier_hat": 0.989,  # mean 0.999, std 0.003
-    "classifier_glasses": 0.909,  # mean 0.967, std 0.019
+    "classifier_hat": 0.990,  # mean 1.000, std 0.000
+    "classifier_glasses": 0.969,  # mean 0.991, std 0.007
     "classifier_shirt": 0.990,  # mean 1.000, std 0.000
     "classifier_background": 0.990,  # mean 1.000, std 0.000
-    "clip_top1": 0.603,  # mean 0.768, std 0.055
+    "clip_top1": 0.865,  # mean 0.940, std 0.025
     "world_identity": 0.402,  # mean 0.679, std 0.092 (chance 0.010)
     "world_style": 0.958,  # mean 1.000, std 0.000
-    "world_hat": 0.927,  # mean 0.988, std 0.020
-    "world_glasses": 0.706,  # mean 0.908, std 0.067
+    "world_hat": 0.954,  # mean 0.996, std 0.013
+    "world_glasses": 0.755,  # mean 0.887, std 0.044
     "world_shirt": 0.958,  # mean 1.000, std 0.000
     "world_background": 0.958,  # mean 1.000, std 0.000
 }

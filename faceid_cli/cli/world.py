@@ -212,6 +212,14 @@ def _print_summary(summary: dict) -> None:
         elif isinstance(parameters, int):
             parameters = f"{parameters:,}"
         table.add_row(name, str(parameters), str(summary.get("seconds", {}).get(name, "")))
+    seconds = summary.get("seconds", {})
+    if seconds:
+        total = sum(seconds.values())
+        if "measure_seconds" in summary:
+            table.add_row("measurement", "", str(summary["measure_seconds"]))
+            total += summary["measure_seconds"]
+        # a partial build's total counts the steps it kept from earlier builds too: a whole build's time
+        table.add_row("total", "", f"{total:.1f} ({total / 60:.1f} min)")
     console = stdout_console()
     console.print(table)
     quality = summary.get("quality")
