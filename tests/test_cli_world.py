@@ -117,3 +117,20 @@ def test_build_summary_table_adds_the_measurement_and_the_whole_builds_time(caps
     assert ["world", "10", "+", "20", "1740.0"] in lines
     assert ["measurement", "300.0"] in lines
     assert ["total", "2100.0", "(35.0", "min)"] in lines
+
+
+def test_measuring_a_world_records_how_long_the_measurement_took(tmp_path, monkeypatch):
+    import json
+
+    from faceid_cli.world import quality
+    from faceid_cli.world.build import SUMMARY_NAME, measure
+
+    (tmp_path / SUMMARY_NAME).write_text(json.dumps({"recipe": {"seed": 1}, "seconds": {"world": 10.0}}))
+    monkeypatch.setattr(quality, "measure_world", lambda root, recipe, report, sizes: {"clip": {"top1": 0.5}})
+    measure(tmp_path)
+    written = json.loads((tmp_path / SUMMARY_NAME).read_text())
+    assert written["quality"] == {"clip": {"top1": 0.5}} and written["measure_seconds"] >= 0
+    # a measurement on other sample sizes is not the build's: its time is not recorded
+    (tmp_path / SUMMARY_NAME).write_text(json.dumps({"recipe": {"seed": 1}}))
+    measure(tmp_path, sizes={"prompts": 8})
+    assert "measure_seconds" not in json.loads((tmp_path / SUMMARY_NAME).read_text())
