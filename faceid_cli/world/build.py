@@ -141,12 +141,7 @@ def build(out: Path, recipe: dict | None = None, only: Sequence[str] | None = No
         elif step == "m2-encoder":
             run(step, encoder.train, out, work_dir, recipe["m2-encoder"], step_seed, report)
     if measure:
-        from .quality import measure_world
-
-        started = time.perf_counter()
-        summary["quality"] = measure_world(out, recipe, report)
-        # a build is training plus this measurement: both count against its time budget
-        summary["measure_seconds"] = round(time.perf_counter() - started, 1)
+        _measure_into(summary, out, recipe, report)
     previous = out / SUMMARY_NAME
     if only and previous.is_file():  # a partial build keeps what the others measured
         old = json.loads(previous.read_text(encoding="utf-8"))
@@ -238,20 +233,27 @@ def _train_t2i(data: WorldData, out: Path, parts: Path, recipe: dict, step: str,
                          config, seed, report, init_from=init_from, face_boxes=pool.bboxes)
 
 
+def _measure_into(summary: dict, out: Path, recipe: dict, report: Reporter | None, sizes: dict | None = None) -> None:
+    """Measure the world in ``out`` into ``summary["quality"]``; at the build's own sample sizes
+    also its time (``measure_seconds``): a build is training plus this, both within its budget."""
+    from .quality import measure_world
+
+    started = time.perf_counter()
+    summary["quality"] = measure_world(out, recipe, report, sizes)
+    if sizes is None:
+        summary["measure_seconds"] = round(time.perf_counter() - started, 1)
+
+
 def measure(out: Path, report: Reporter | None = None, sizes: dict | None = None) -> dict:
     """Measure the world in ``out`` (with the recipe its summary records) into its summary.json."""
     from ..errors import MissingModelError
     from ..images import atomic_output
-    from .quality import measure_world
 
     path = Path(out) / SUMMARY_NAME
     if not path.is_file():
         raise MissingModelError(f"no world summary at '{path}'", "run 'faceid world build' first")
     summary = json.loads(path.read_text(encoding="utf-8"))
-    started = time.perf_counter()
-    summary["quality"] = measure_world(Path(out), summary["recipe"], report, sizes)
-    if sizes is None:  # the build's own measurement, whose time a build spends
-        summary["measure_seconds"] = round(time.perf_counter() - started, 1)
+    _measure_into(summary, Path(out), summary["recipe"], report, sizes)
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return summary
