@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from faceid_cli.errors import InvalidArgumentError
 from faceid_cli.train.config import load_config
 
 from .helpers import assert_one_line_error, parse_json, record_pipeline_weights, run_cli
@@ -152,6 +153,34 @@ def test_a_frozen_backbone_reads_each_face_once_and_trains_as_without_the_cache(
     assert sum(calls) == 6 * 4
     # the same training up to float rounding (features of one crop alone against in a batch)
     np.testing.assert_allclose([m["loss"] for m in cached.metrics], [m["loss"] for m in plain.metrics], rtol=1e-4)
+
+
+def test_eager_attention_trains_as_the_fused_one_and_leaves_the_base_as_it_was(tmp_path, faces_dir, monkeypatch):
+    """``train.attention = "eager"`` (plain matrix products, faster on a CPU for short sequences)
+    changes only how the frozen base computes attention while it trains: the same losses up to
+    float rounding, and the pipeline's own attention afterwards."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from faceid_cli.models import registry
+    from faceid_cli.train import loop
+
+    seen = []
+    load = registry.load_pipeline
+
+    def loading(*args, **kwargs):
+        pipe = load(*args, **kwargs)
+        seen.append(pipe)
+        return pipe
+
+    monkeypatch.setattr(registry, "load_pipeline", loading)
+    fused = loop.train(_config(tmp_path / "a", faces_dir, steps=3))
+    eager = loop.train(_config(tmp_path / "b", faces_dir, steps=3, attention="eager"))
+    np.testing.assert_allclose([m["loss"] for m in eager.metrics], [m["loss"] for m in fused.metrics], rtol=1e-4)
+    pipe = seen[-1]
+    assert all(isinstance(p, AttnProcessor2_0) for p in pipe.unet.attn_processors.values())
+    assert pipe.text_encoder.config._attn_implementation == "sdpa"
+    with pytest.raises(InvalidArgumentError, match="train.attention"):
+        _config(tmp_path / "c", faces_dir, steps=1, attention="flash")
 
 
 def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed(tmp_path, faces_dir):

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
+from ..models.attention import ATTENTION_KINDS
 from ..names import TRAINABLE_METHODS
 
 #: every key of a training config, with the paper's value; None where a run must say it
@@ -68,7 +69,10 @@ DEFAULTS: dict = {
         "backbone": "frozen",  # "frozen", "all", or "last:N" (the last N blocks train)
         "backbone_learning_rate": 1e-5,
         "max_grad_norm": 1.0,
-        "mixed_precision": "no",  # "fp16" or "bf16" on a GPU
+        "mixed_precision": "no",  # "fp16" or "bf16" on a GPU; "bf16" on a CPU with native bfloat16
+        # the frozen base's attention: PyTorch's fused "sdpa", or "eager" (plain matrix products,
+        # faster on a CPU for short sequences such as the world's; faceid_cli.models.attention)
+        "attention": "sdpa",
         "gradient_checkpointing": False,  # of the face backbone
         # faceclip: what trains (fuser, projections, text, face, unet; the release: fuser,
         # projections and the UNet), the UNet's learning rate, and the alignment loss
@@ -98,6 +102,7 @@ CHOICES = {
     ("model", "features"): ("multi-scale", "last"),
     ("train", "lr_schedule"): ("constant", "cosine"),
     ("train", "mixed_precision"): ("no", "fp16", "bf16"),
+    ("train", "attention"): ATTENTION_KINDS,
     ("output", "report_to"): (None, "tensorboard", "wandb"),
 }
 

@@ -282,6 +282,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     from diffusers.optimization import get_scheduler
 
     from ..faces import load_analyzer
+    from ..models.attention import attention_kind
     from ..methods import get_method
     from ..faces.analyzer import AnalyzerOptions
     from ..locks import hold_output_lock, output_folder
@@ -303,6 +304,12 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                                        "go on with it with --resume latest, or give this run a new output.dir")
         device = resolve_device(train_cfg["device"])
         accumulation = train_cfg["batch_size"] // train_cfg["micro_batch_size"]
+        # accelerate keeps one state per process and refuses a second precision in it; a library
+        # caller may train twice in one process (bf16, then fp32): start this run's precision
+        # afresh, keeping the process group a launcher made
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
         accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=train_cfg["mixed_precision"],
                                   cpu=device.type == "cpu", log_with=out_cfg["report_to"], project_dir=str(out))
         processes = accelerator.num_processes
@@ -315,8 +322,9 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         seed = int(train_cfg["seed"])
 
         pipe = load_pipeline(resolve_model(config["model"]["base"]), accelerator.device, torch.float32)
-        for module in (pipe.unet, pipe.vae, *[m for m in (getattr(pipe, "text_encoder", None),
-                                                          getattr(pipe, "text_encoder_2", None)) if m is not None]):
+        text_encoders = [m for m in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
+                         if m is not None]
+        for module in (pipe.unet, pipe.vae, *text_encoders):
             module.requires_grad_(False).eval()
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the base's own schedule
         # the method's training functions: what trains, its loss, how it is saved
@@ -384,89 +392,91 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         templates = list(data_cfg["templates"])
         timer = time.perf_counter()
         training.set_train_mode(accelerator.unwrap_model(encoder), config)
-        for step in range(start, train_cfg["steps"]):
-            totals: dict[str, float] = {"loss": 0.0}
-            for micro in range(accumulation):
-                picks = batch_indices(seed, step, micro, counts, float(data_cfg["triplet_fraction"]), rank,
-                                      train_cfg["micro_batch_size"])
-                indices = [by_kind[kind][i] for kind, i in picks]
-                batch = [dataset[i] for i in indices]
-                crops = torch.stack([b["crop"] for b in batch]).to(accelerator.device)
-                caption_rng = np.random.default_rng([seed, step, micro, rank, 1])
-                captions = [training_data.caption_for(prepared.items[i], templates, caption_rng) for i in indices]
-                with torch.no_grad():
-                    latents = []
-                    for i, b in zip(indices, batch):
-                        if i not in latent_cache:
-                            value = encode_latents(pipe.vae, b["target"][None])[0]
-                            if data_cfg["cache_latents"]:
-                                latent_cache[i] = value
-                        else:
-                            value = latent_cache[i]
-                        latents.append(value)
-                    latents = torch.stack(latents)
-                image_embeddings = None
-                if clip is not None:
-                    missing = [i for i, b in zip(indices, batch) if i not in image_cache]
-                    if missing:
-                        targets = [_target_image(dataset[i]["target"]) for i in missing]
-                        image_cache.update(zip(missing, clip.image_embeddings(targets)))
-                    image_embeddings = torch.stack([image_cache[i] for i in indices]).to(accelerator.device)
-                extra = {}
-                if cache_features:
-                    # one item at a time, like the latents: a feature never depends on which batch
-                    # first met its item, so a resumed run computes the same bits
-                    missing = [(i, b) for i, b in zip(indices, batch) if i not in feature_cache]
-                    if missing:
-                        unwrapped = accelerator.unwrap_model(encoder)
-                        with torch.no_grad(), accelerator.autocast():
-                            for i, b in missing:
-                                feature_cache[i] = frozen_features(unwrapped, b["crop"][None].to(accelerator.device))[0]
-                    extra["features"] = torch.stack([feature_cache[i] for i in indices])
-                if train_cfg["face_loss_weight"]:
-                    boxes = torch.stack([b["face_box"] for b in batch])
-                    extra["loss_weights"] = face_loss_weights(boxes, latents.shape[-1], data_cfg["resolution"],
-                                                              train_cfg["face_loss_weight"]).to(accelerator.device)
-                generator = step_generator(seed, step * accumulation + micro, rank)
-                with accelerator.autocast():
-                    loss, parts = training.training_loss(pipe, encoder, noise_scheduler, crops, latents, captions,
-                                                         generator, config, token, image_embeddings=image_embeddings,
-                                                         **extra)
-                accelerator.backward(loss / accumulation)
-                totals["loss"] += loss.item() / accumulation
-                for name, value in parts.items():
-                    totals[name] = totals.get(name, 0.0) + float(value) / accumulation
-            if train_cfg["max_grad_norm"]:
-                accelerator.clip_grad_norm_(encoder.parameters(), train_cfg["max_grad_norm"])
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            elapsed = time.perf_counter() - timer
-            record = {"step": done, **{k: round(v, 6) for k, v in totals.items()},
-                      "lr": lr_scheduler.get_last_lr()[0], "steps_per_s": round((done - start) / max(elapsed, 1e-9), 4)}
-            if accelerator.device.type == "cuda":  # what a user sizes micro_batch_size by
-                record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**30, 3)
-            metrics.append(record)
-            if accelerator.is_main_process and (done % out_cfg["log_every"] == 0 or done == train_cfg["steps"]):
-                with open(out / METRICS, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                history.append(record)
-                report.loss_plot(history, out / "loss.png")
-                if out_cfg["report_to"]:
-                    accelerator.log(record, step=done)
-            if validation and accelerator.is_main_process and (
-                    done % out_cfg["validate_every"] == 0 or done == train_cfg["steps"]):
-                unwrapped = accelerator.unwrap_model(encoder)
-                report.validation_sheet(pipe, getattr(unwrapped, "encoder", unwrapped), analyzer, validation, done,
-                                        out / "validation" / f"step-{done:07d}.png", steps=out_cfg["validation_steps"],
-                                        seed=seed, model_name=config["model"]["base"], method=config["model"]["method"])
-            if on_step:
-                on_step(record)
-            if done % out_cfg["checkpoint_every"] == 0 or done == train_cfg["steps"]:
-                accelerator.wait_for_everyone()
-                if accelerator.is_main_process:
-                    save_checkpoint(accelerator, encoder, config, out, done, out_cfg["keep_checkpoints"], training)
+        # the frozen base's attention (train.attention): the weights are the same either way
+        with attention_kind(train_cfg["attention"], [pipe.unet], text_encoders):
+            for step in range(start, train_cfg["steps"]):
+                totals: dict[str, float] = {"loss": 0.0}
+                for micro in range(accumulation):
+                    picks = batch_indices(seed, step, micro, counts, float(data_cfg["triplet_fraction"]), rank,
+                                          train_cfg["micro_batch_size"])
+                    indices = [by_kind[kind][i] for kind, i in picks]
+                    batch = [dataset[i] for i in indices]
+                    crops = torch.stack([b["crop"] for b in batch]).to(accelerator.device)
+                    caption_rng = np.random.default_rng([seed, step, micro, rank, 1])
+                    captions = [training_data.caption_for(prepared.items[i], templates, caption_rng) for i in indices]
+                    with torch.no_grad():
+                        latents = []
+                        for i, b in zip(indices, batch):
+                            if i not in latent_cache:
+                                value = encode_latents(pipe.vae, b["target"][None])[0]
+                                if data_cfg["cache_latents"]:
+                                    latent_cache[i] = value
+                            else:
+                                value = latent_cache[i]
+                            latents.append(value)
+                        latents = torch.stack(latents)
+                    image_embeddings = None
+                    if clip is not None:
+                        missing = [i for i, b in zip(indices, batch) if i not in image_cache]
+                        if missing:
+                            targets = [_target_image(dataset[i]["target"]) for i in missing]
+                            image_cache.update(zip(missing, clip.image_embeddings(targets)))
+                        image_embeddings = torch.stack([image_cache[i] for i in indices]).to(accelerator.device)
+                    extra = {}
+                    if cache_features:
+                        # one item at a time, like the latents: a feature never depends on which batch
+                        # first met its item, so a resumed run computes the same bits
+                        missing = [(i, b) for i, b in zip(indices, batch) if i not in feature_cache]
+                        if missing:
+                            unwrapped = accelerator.unwrap_model(encoder)
+                            with torch.no_grad(), accelerator.autocast():
+                                for i, b in missing:
+                                    feature_cache[i] = frozen_features(unwrapped, b["crop"][None].to(accelerator.device))[0]
+                        extra["features"] = torch.stack([feature_cache[i] for i in indices])
+                    if train_cfg["face_loss_weight"]:
+                        boxes = torch.stack([b["face_box"] for b in batch])
+                        extra["loss_weights"] = face_loss_weights(boxes, latents.shape[-1], data_cfg["resolution"],
+                                                                  train_cfg["face_loss_weight"]).to(accelerator.device)
+                    generator = step_generator(seed, step * accumulation + micro, rank)
+                    with accelerator.autocast():
+                        loss, parts = training.training_loss(pipe, encoder, noise_scheduler, crops, latents, captions,
+                                                             generator, config, token, image_embeddings=image_embeddings,
+                                                             **extra)
+                    accelerator.backward(loss / accumulation)
+                    totals["loss"] += loss.item() / accumulation
+                    for name, value in parts.items():
+                        totals[name] = totals.get(name, 0.0) + float(value) / accumulation
+                if train_cfg["max_grad_norm"]:
+                    accelerator.clip_grad_norm_(encoder.parameters(), train_cfg["max_grad_norm"])
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                done = step + 1
+                elapsed = time.perf_counter() - timer
+                record = {"step": done, **{k: round(v, 6) for k, v in totals.items()},
+                          "lr": lr_scheduler.get_last_lr()[0], "steps_per_s": round((done - start) / max(elapsed, 1e-9), 4)}
+                if accelerator.device.type == "cuda":  # what a user sizes micro_batch_size by
+                    record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**30, 3)
+                metrics.append(record)
+                if accelerator.is_main_process and (done % out_cfg["log_every"] == 0 or done == train_cfg["steps"]):
+                    with open(out / METRICS, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                    history.append(record)
+                    report.loss_plot(history, out / "loss.png")
+                    if out_cfg["report_to"]:
+                        accelerator.log(record, step=done)
+                if validation and accelerator.is_main_process and (
+                        done % out_cfg["validate_every"] == 0 or done == train_cfg["steps"]):
+                    unwrapped = accelerator.unwrap_model(encoder)
+                    report.validation_sheet(pipe, getattr(unwrapped, "encoder", unwrapped), analyzer, validation, done,
+                                            out / "validation" / f"step-{done:07d}.png", steps=out_cfg["validation_steps"],
+                                            seed=seed, model_name=config["model"]["base"], method=config["model"]["method"])
+                if on_step:
+                    on_step(record)
+                if done % out_cfg["checkpoint_every"] == 0 or done == train_cfg["steps"]:
+                    accelerator.wait_for_everyone()
+                    if accelerator.is_main_process:
+                        save_checkpoint(accelerator, encoder, config, out, done, out_cfg["keep_checkpoints"], training)
         accelerator.wait_for_everyone()
         final = out / ENCODER_DIR
         if accelerator.is_main_process:

@@ -31,7 +31,6 @@ path into the timestep embedding (``addition_embed_type="text"`` for SD; SDXL's 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -198,25 +197,12 @@ def warm_start(unet, folder: Path) -> int:
     return copied
 
 
-@contextlib.contextmanager
 def training_attention(unet, towers: list):
-    """Attention as plain matrix products while training, the default again afterwards. The
-    sequences here are short (64 latent cells, 32 tokens), where PyTorch's CPU flash-attention
-    backward is slow: profiled on this UNet (batch 64, bf16), it took 30% of a training step, and
-    a step with plain attention was 0.26 s against 0.35-0.41 s. The weights are the same either way."""
-    from diffusers.models.attention_processor import AttnProcessor
+    """Plain-matrix attention in the UNet and text towers while training (:mod:`faceid_cli.models.attention`
+    has the measurements), the default again afterwards."""
+    from ...models.attention import attention_kind
 
-    processors = unet.attn_processors
-    implementations = [tower.config._attn_implementation for tower in towers]
-    unet.set_attn_processor(AttnProcessor())
-    for tower in towers:
-        tower.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        unet.set_attn_processor(processors)
-        for tower, implementation in zip(towers, implementations):
-            tower.set_attn_implementation(implementation)
+    return attention_kind("eager", [unet], towers)
 
 
 def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
