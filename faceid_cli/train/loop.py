@@ -321,6 +321,13 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         set_seed(train_cfg["seed"])
         seed = int(train_cfg["seed"])
 
+        # the data's paths before the base's weights: a mistyped folder fails in a moment, not after loading
+        sources = [training_data.Source("reconstruction", p, p)
+                   for p in expand_photos(list(data_cfg["reconstruction"]),
+                                         what="data.reconstruction entry")]
+        sources += training_data.read_triplets(list(data_cfg["triplets"]))
+        if not sources:
+            raise InvalidArgumentError("no training data", "set data.reconstruction (face photos) or data.triplets")
         pipe = load_pipeline(resolve_model(config["model"]["base"]), accelerator.device, torch.float32)
         text_encoders = [m for m in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
                          if m is not None]
@@ -341,12 +348,6 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
 
         # data: detect, align and cache once
         analyzer = load_analyzer(data_cfg["face_backend"], AnalyzerOptions(model=config["model"]["base"]))
-        sources = [training_data.Source("reconstruction", p, p)
-                   for p in expand_photos(list(data_cfg["reconstruction"]),
-                                                                      what="data.reconstruction entry")]
-        sources += training_data.read_triplets(list(data_cfg["triplets"]))
-        if not sources:
-            raise InvalidArgumentError("no training data", "set data.reconstruction (face photos) or data.triplets")
         cache_dir = Path(data_cfg["cache_dir"] or out / "cache")
         prepared = training_data.prepare(sources, analyzer, encoder.crop_size, encoder.crop_zoom,
                                          data_cfg["resolution"], cache_dir)
