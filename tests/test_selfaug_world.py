@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -130,3 +131,16 @@ def test_the_source_prompt_is_said_in_the_worlds_words_or_as_given(whole, inputs
                   "--source-prompt", "a photo of someone", "-o", tmp_path / "bad")
     assert_one_line_error(bad, 2, "--source-prompt", "<name>")
     assert not (tmp_path / "bad").exists()
+
+
+def test_each_edit_on_the_sheet_carries_its_source_face():
+    from faceid_cli.selfaug.build import with_source_inset
+
+    edit = Image.new("RGB", (64, 64), (10, 200, 30))
+    source = Image.new("RGB", (64, 64), (250, 0, 0))
+    shown = np.asarray(with_source_inset(edit, source))
+    side = round(64 / 3)
+    assert (shown[1:side - 1, 1:side - 1] == (250, 0, 0)).all()  # the source, shrunk into the corner
+    assert (shown[0, :side] == 255).all() and (shown[:side, 0] == 255).all()  # framed in white
+    assert (shown[side:, :] == (10, 200, 30)).all() and (shown[:, side:] == (10, 200, 30)).all()
+    assert np.asarray(edit).max() == 200  # the edit itself is not drawn on

@@ -343,8 +343,22 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
+def with_source_inset(edit, source, fraction: float = 1 / 3):
+    """``edit`` with ``source`` shrunk into its top-left corner (framed in white), so an edit and
+    the face its ID loss was measured against are seen together."""
+    from PIL import Image, ImageOps
+
+    edit = edit.convert("RGB")
+    side = max(4, round(min(edit.size) * fraction))
+    thumb = ImageOps.expand(source.convert("RGB").resize((side - 2, side - 2), Image.Resampling.LANCZOS),
+                            border=1, fill="white")
+    edit.paste(thumb, (0, 0))
+    return edit
+
+
 def _sheet(out: Path, kept: list[dict], rejected: list[dict], per_prompt: int = 4) -> Path:
-    """One row per prompt: its best kept images, then its worst rejected ones, scores under each."""
+    """One row per prompt: its best kept images, then its worst rejected ones, scores under each;
+    every edit carries its own source face in its corner (the one its ID loss compares it with)."""
     from ..contact_sheet import contact_sheet
     from ..images import load_image, save_image
 
@@ -356,10 +370,11 @@ def _sheet(out: Path, kept: list[dict], rejected: list[dict], per_prompt: int = 
         texts = [prompt]
         for label, group in (("KEPT", good), ("rejected", bad)):
             for c in group:
-                cells.append(load_image(out / c["image"]))
+                cells.append(with_source_inset(load_image(out / c["image"]), load_image(out / c["face"])))
                 texts.append(f"{label} {c['name']}\nid loss {c['id_loss']:.2f} clip {c['clip_score']:.3f}")
         rows.append(cells)
         captions.append(texts)
     sheet = contact_sheet(rows, captions, cell=128, caption_lines=3,
-                          title="faceid selfaug: a source face, the kept edits, then the rejected ones")
+                          title="faceid selfaug: a source face, the kept edits, then the rejected ones "
+                                "(each with its own source face in its corner)")
     return save_image(sheet, out / "contact-sheet.png")
