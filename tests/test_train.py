@@ -324,7 +324,8 @@ def test_a_face_weighted_run_records_each_targets_face_box_and_trains_on_it(tmp_
     assert weighted.metrics[0]["word_norm"] == pytest.approx(plain.metrics[0]["word_norm"], rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["sd21-base", "sdxl", "world", "faceclip-sdxl", "world-faceclip", "world-clip-image"])
+@pytest.mark.parametrize("name", ["sd21-base", "sdxl", "world", "faceclip-sdxl", "world-faceclip", "world-clip-image",
+                                  "world-selfaug"])
 def test_the_shipped_configs_load(name):
     from pathlib import Path
 
@@ -334,6 +335,11 @@ def test_the_shipped_configs_load(name):
         world = load_config(Path(__file__).parents[1] / "configs" / "world.toml")
         assert config["train"] == world["train"] and config["data"] == world["data"]
         assert config["model"]["method"] == "clip-image" and config["model"]["clip"] == "world"
+    elif name == "world-selfaug":  # the world run with the paper's second data source, nothing else changed
+        world = load_config(Path(__file__).parents[1] / "configs" / "world.toml")
+        assert config["model"] == world["model"] and config["train"] == world["train"]
+        assert config["data"] == {**world["data"], "triplets": ["world-data/selfaug/manifest.jsonl"],
+                                  "triplet_fraction": 0.5}
     elif "faceclip" in name:
         assert config["model"]["method"] == "faceclip" and "unet" in config["train"]["faceclip_trains"]
     elif name != "world":  # the paper's numbers
