@@ -8,10 +8,11 @@ deformable attention over the patch grid) and the projections: the target is at 
 Timed side by side (interleaved, medians), so the machine's noise hits both alike. Also printed: the
 ratio against a floor with one face ViT (a design sharing one between the branches), and the same
 ratio in FLOPs (torch's FlopCounterMode: matrix products and attention): the time ratio an
-implementation as efficient as the towers would reach. The release's fuser is about a third of its
+implementation as efficient as the towers would reach. The release's fuser is about a quarter of its
 floor's arithmetic, so the time ratio cannot fall far below the FLOP ratio; their quotient is what
-the plain-PyTorch fuser (grid_sample deformable attention, small matmuls) costs beyond its
-arithmetic.
+the plain-PyTorch fuser (deformable sampling as a mixing matrix, small matmuls) costs beyond its
+arithmetic. At batch 1, fp32 on the CPU is bound by streaming the weights, and its ratio is the
+noisier one: run it more than once.
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from faceid_cli.encoders.faceclip import (
+    BiMultiHeadAttention,
     FaceClipConfig,
     FaceClipEncoder,
     FuserConfig,
+    TextEncoderLayer,
     TextTowerConfig,
     deformable_sample,
     load_release_encoder,
@@ -99,6 +101,58 @@ def test_deformable_sampling_matches_direct_bilinear_computation():
                     x, y = locations[b, q, h, p].tolist()
                     expected[b, q, h] += weights[b, q, h, p].item() * bilinear_reference(grid[b, :, :, h], x, y)
     np.testing.assert_allclose(out, expected.reshape(batch, queries, heads * dim), atol=1e-10)
+
+
+def test_deformable_sampling_is_grid_sample_in_value_and_gradient():
+    # the matrix form must be exactly what grid_sample computes, gradients into the locations included
+    generator = torch.Generator().manual_seed(2)
+    batch, height, width, heads, dim, queries, points = 2, 6, 5, 2, 3, 9, 3
+    value = torch.randn(batch, height * width, heads, dim, generator=generator, dtype=torch.float64)
+    locations = torch.rand(batch, queries, heads, points, 2, generator=generator, dtype=torch.float64) * 1.4 - 0.2
+    weights = torch.rand(batch, queries, heads, points, generator=generator, dtype=torch.float64).softmax(-1)
+
+    def through_grid_sample(value, locations, weights):
+        grid_values = value.permute(0, 2, 3, 1).reshape(batch * heads, dim, height, width)
+        grid = (2 * locations - 1).permute(0, 2, 1, 3, 4).reshape(batch * heads, queries, points, 2)
+        sampled = torch.nn.functional.grid_sample(grid_values, grid, mode="bilinear", padding_mode="zeros",
+                                                  align_corners=False)
+        mixed = (sampled * weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, queries, points)).sum(-1)
+        return mixed.reshape(batch, heads * dim, queries).transpose(1, 2)
+
+    results = []
+    for function in (lambda v, l, w: deformable_sample(v, (height, width), l, w), through_grid_sample):
+        inputs = [t.clone().requires_grad_(True) for t in (value, locations, weights)]
+        out = function(*inputs)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), *(t.grad for t in inputs)))
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference, atol=1e-10, rtol=1e-10)
+
+
+def test_bi_attention_softmaxes_one_score_matrix_both_ways():
+    torch.manual_seed(3)
+    attention = BiMultiHeadAttention(width=12, dim=8, heads=2).eval()
+    image, text = torch.randn(2, 9, 12), torch.randn(2, 5, 12)
+
+    def heads(x):
+        return x.reshape(2, x.shape[1], 2, 4).transpose(1, 2)
+
+    scores = heads(attention.v_proj(image)) @ heads(attention.l_proj(text)).transpose(-1, -2) / 2.0  # √4
+    image_out = (scores.softmax(-1) @ heads(attention.values_l_proj(text))).transpose(1, 2).flatten(2)
+    text_out = (scores.transpose(-1, -2).softmax(-1) @ heads(attention.values_v_proj(image))).transpose(1, 2).flatten(2)
+    with torch.no_grad():
+        got_image, got_text = attention(image, text)
+        torch.testing.assert_close(got_image, attention.out_v_proj(image_out))
+        torch.testing.assert_close(got_text, attention.out_l_proj(text_out))
+
+
+def test_fuser_text_attention_is_multihead_attention_with_positions_on_query_and_key():
+    torch.manual_seed(4)
+    layer = TextEncoderLayer(16, FuserConfig(text_heads=4)).eval()
+    x, pos = torch.randn(2, 7, 16), torch.randn(1, 7, 16).expand(2, -1, -1)
+    with torch.no_grad():
+        expected = layer.self_attn(x + pos, x + pos, x, need_weights=False)[0]
+        torch.testing.assert_close(layer._attend(x, pos), expected)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
