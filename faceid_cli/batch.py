@@ -301,6 +301,7 @@ class BatchRunner:
         import torch
 
         from .generate import image_info, save_generated
+        from .interrupts import interrupts_deferred
 
         height, width, steps, guidance, scheduler, _ = render_key
         try:
@@ -326,9 +327,12 @@ class BatchRunner:
                               steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width,
                               reference=item.job.faces)
             info.update(seed=item.seed, job=item.job.name)
-            save_generated(image, self.out_dir / item.file, info)
             record = image_record(item, info)
-            self.manifest.append(record)
+            # the image and its manifest line go together: a Ctrl-C between them would leave an
+            # unrecorded image until the next run's resume found it
+            with interrupts_deferred():
+                save_generated(image, self.out_dir / item.file, info)
+                self.manifest.append(record)
             self.summary.images_written += 1
             self.on_record(record)
 
