@@ -11,14 +11,19 @@ from faceid_cli.interrupts import interrupts_deferred
 
 
 def test_ctrl_c_inside_the_block_lets_it_finish_then_interrupts():
+    # Python's own Ctrl-C handler, set here: a test run started in the background inherits SIGINT
+    # ignored, and then Python installs none
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     finished = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            finished.append("after the signal")
-    assert finished == ["after the signal"]
-    # the usual handler is back
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                finished.append("after the signal")
+        assert finished == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_sigterm_reaches_the_handler_it_was_meant_for():
