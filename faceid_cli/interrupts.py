@@ -25,6 +25,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # None: the handler was set outside Python; the default is the nearest we can restore
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     if received:
         signal.raise_signal(received[0])

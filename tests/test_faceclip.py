@@ -84,13 +84,19 @@ def bilinear_reference(value: np.ndarray, x: float, y: float) -> np.ndarray:
     return out
 
 
-def test_deformable_sampling_matches_direct_bilinear_computation():
-    generator = torch.Generator().manual_seed(0)
-    batch, height, width, heads, dim, queries, points = 2, 5, 4, 3, 6, 7, 4
+def sampling_inputs(seed: int, batch: int, height: int, width: int, heads: int, dim: int, queries: int, points: int):
+    """Random float64 values, locations and point weights for ``deformable_sample``; the locations
+    spread beyond the grid on purpose: the zero padding is part of the contract."""
+    generator = torch.Generator().manual_seed(seed)
     value = torch.randn(batch, height * width, heads, dim, generator=generator, dtype=torch.float64)
-    # locations spread beyond the grid on purpose: the zero padding is part of the contract
     locations = torch.rand(batch, queries, heads, points, 2, generator=generator, dtype=torch.float64) * 1.4 - 0.2
     weights = torch.rand(batch, queries, heads, points, generator=generator, dtype=torch.float64).softmax(-1)
+    return value, locations, weights
+
+
+def test_deformable_sampling_matches_direct_bilinear_computation():
+    batch, height, width, heads, dim, queries, points = 2, 5, 4, 3, 6, 7, 4
+    value, locations, weights = sampling_inputs(0, batch, height, width, heads, dim, queries, points)
     out = deformable_sample(value, (height, width), locations, weights).numpy()
     grid = value.reshape(batch, height, width, heads, dim).numpy()
     expected = np.zeros((batch, queries, heads, dim))
@@ -105,11 +111,8 @@ def test_deformable_sampling_matches_direct_bilinear_computation():
 
 def test_deformable_sampling_is_grid_sample_in_value_and_gradient():
     # the matrix form must be exactly what grid_sample computes, gradients into the locations included
-    generator = torch.Generator().manual_seed(2)
     batch, height, width, heads, dim, queries, points = 2, 6, 5, 2, 3, 9, 3
-    value = torch.randn(batch, height * width, heads, dim, generator=generator, dtype=torch.float64)
-    locations = torch.rand(batch, queries, heads, points, 2, generator=generator, dtype=torch.float64) * 1.4 - 0.2
-    weights = torch.rand(batch, queries, heads, points, generator=generator, dtype=torch.float64).softmax(-1)
+    value, locations, weights = sampling_inputs(2, batch, height, width, heads, dim, queries, points)
 
     def through_grid_sample(value, locations, weights):
         grid_values = value.permute(0, 2, 3, 1).reshape(batch * heads, dim, height, width)
