@@ -53,3 +53,29 @@ def changed(seen: dict) -> dict[str, bool]:
 
 def parse_json(result) -> dict:
     return json.loads(result.stdout)
+
+
+def build_machine_paths(folder) -> list[str]:
+    """Every saved-model JSON under ``folder`` that names a folder of the machine it was made on
+    (diffusers' ``_name_or_path``, or any absolute path): weights that travel must not."""
+    from pathlib import Path
+
+    def strings(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield key
+                yield from strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+        elif isinstance(value, str):
+            yield value
+
+    found = []
+    for path in sorted(Path(folder).rglob("*.json")):
+        if path.name == "tokenizer.json":  # a vocabulary: its strings are tokens, not paths
+            continue
+        for text in strings(json.loads(path.read_text(encoding="utf-8"))):
+            if text == "_name_or_path" or text.startswith("/") or text[1:3] == ":\\":
+                found.append(f"{path}: {text}")
+    return found

@@ -11,6 +11,8 @@ import torch
 from faceid_cli.world import COMPONENTS, SUMMARY_NAME
 from faceid_cli.world.build import RECIPE, build, quick_recipe
 
+from .helpers import build_machine_paths
+
 
 def _digest(folder):
     digest = hashlib.sha256()
@@ -34,6 +36,11 @@ def quick_world(tmp_path_factory):
                                       str(work), "--json", *every])
     assert result.exit_code == 0, result.output
     return out, work, json.loads(result.stdout)
+
+
+def test_built_configs_name_no_folder_of_the_build_machine(quick_world):
+    out, _, _ = quick_world
+    assert build_machine_paths(out) == []
 
 
 def test_quick_build_writes_every_component_in_its_real_format(quick_world):

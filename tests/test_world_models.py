@@ -21,6 +21,8 @@ from faceid_cli.world import SHIPPED, SUMMARY_NAME, component_path, weights_dir
 from faceid_cli.world.contexts import Context, caption
 from faceid_cli.world.render import Pose, render, render_negative, render_sample
 
+from .helpers import build_machine_paths
+
 runner = CliRunner()
 
 
@@ -46,6 +48,10 @@ def test_every_component_ships_within_the_size_budget():
     assert total <= 20 * 1024 * 1024
     summary = json.loads((root / SUMMARY_NAME).read_text())
     assert summary["recipe"]["celebrities"] >= 50
+
+
+def test_shipped_configs_name_no_folder_of_the_build_machine():
+    assert build_machine_paths(weights_dir()) == []
 
 
 def test_world_models_load_through_the_registry_and_diffusers(world_pipeline):

@@ -18,10 +18,10 @@ BOUNDS = {
     "classifier_shirt": 0.990,  # mean 1.000, std 0.000
     "classifier_background": 0.990,  # mean 1.000, std 0.000
     "clip_top1": 0.865,  # mean 0.940, std 0.025
-    "world_identity": 0.402,  # mean 0.679, std 0.092 (chance 0.010)
+    "world_identity": 0.445,  # mean 0.729, std 0.095 (chance 0.010)
     "world_style": 0.958,  # mean 1.000, std 0.000
-    "world_hat": 0.954,  # mean 0.996, std 0.013
-    "world_glasses": 0.755,  # mean 0.887, std 0.044
+    "world_hat": 0.958,  # mean 1.000, std 0.000
+    "world_glasses": 0.765,  # mean 0.933, std 0.056
     "world_shirt": 0.958,  # mean 1.000, std 0.000
     "world_background": 0.958,  # mean 1.000, std 0.000
 }

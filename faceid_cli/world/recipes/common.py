@@ -8,6 +8,7 @@ run of the same machine.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -62,6 +63,15 @@ def resolved_precision(precision: str) -> str:
     if precision == "auto":
         return "bf16" if cpu_bf16_supported() else "fp32"
     return precision
+
+
+def drop_source_paths(folder: Path) -> None:
+    """Remove the ``_name_or_path`` that diffusers writes into a saved model's config.json: it names
+    the folder a part was loaded from on the build machine, which means nothing where the weights ship."""
+    for path in sorted(Path(folder).rglob("config.json")):
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.pop("_name_or_path", None) is not None:
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -42,7 +42,7 @@ from ...conditioning import DEFAULT_IDENTITY_TOKEN, encode_prompt_with_identity
 from ...train.loss_weights import face_loss_weights
 from ..contexts import NEUTRAL_SUBJECT
 from .clip import sample_captions
-from .common import Reporter, autocast, lr_at, resolved_precision, seed_everything, set_lr, update
+from .common import Reporter, autocast, drop_source_paths, lr_at, resolved_precision, seed_everything, set_lr, update
 
 DEFAULTS = {
     "steps": 3000, "batch_size": 64, "lr": 8e-4, "ema_decay": 0.999, "min_snr_gamma": 5.0,
@@ -51,7 +51,8 @@ DEFAULTS = {
     # the text towers' learning rate as a fraction of the UNet's (0 keeps them frozen)
     "text_lr_scale": 0.5,
     # extra loss weight on the latent cells of the face box: identity lives in a sixth of the picture,
-    # while background, shirt and hat, which every caption names, fill the rest
+    # while background, shirt and hat, which every caption names, fill the rest (the world's build
+    # uses 4: build.RECIPE says what it measured)
     "face_loss_weight": 2.0,
     # the crowd's words: as many per person as the world's encoder writes (k), learnt at this
     # multiple of the UNet's learning rate (each person is in few batches; textual inversion on
@@ -61,7 +62,8 @@ DEFAULTS = {
     # than attention at 16x16: measured with the same recipe (2400 steps), 64/96/96 channels drew the
     # named person 0.19 top-1 (and glasses 0.57) against 0.085 (0.41) for 32/64/96 with 16x16
     # cross-attention, at the same training time (1554 s against 1612 s); a build of 3000 steps
-    # measured 0.35 and 0.68, and the shipped one (6000 steps in bf16, RECIPE) 0.675 and 0.91. A face
+    # measured 0.35 and 0.68, 6000 steps in bf16 0.675 and 0.87, and with face_loss_weight 4 (the shipped
+    # one, build.RECIPE) 0.720 and 0.925. A face
     # is a sixth of the picture: its detail is drawn at 16x16, where width in convolution bought
     # more than attention to the text.
     "unet": {"block_out_channels": [64, 96, 96],
@@ -313,6 +315,7 @@ def train(latents: torch.Tensor, labels: np.ndarray, identities: np.ndarray, nam
     # shipped in fp16 (half the bytes); loading asks for the dtype it runs in
     pipe.to(dtype=torch.float16)
     pipe.save_pretrained(out, safe_serialization=True)
+    drop_source_paths(out)
     pipe.to(dtype=torch.float32)
     return {"parameters": sum(p.numel() for p in unet.parameters()), "warm_started_tensors": copied,
             "crowd_people": len(crowd_seeds), "crowd_images": int(np.isin(identities, crowd_seeds).sum()),
