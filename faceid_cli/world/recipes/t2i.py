@@ -62,10 +62,9 @@ DEFAULTS = {
     # than attention at 16x16: measured with the same recipe (2400 steps), 64/96/96 channels drew the
     # named person 0.19 top-1 (and glasses 0.57) against 0.085 (0.41) for 32/64/96 with 16x16
     # cross-attention, at the same training time (1554 s against 1612 s); a build of 3000 steps
-    # measured 0.35 and 0.68, 6000 steps in bf16 0.675 and 0.87, and with face_loss_weight 4 (the shipped
-    # one, build.RECIPE) 0.720 and 0.925. A face
-    # is a sixth of the picture: its detail is drawn at 16x16, where width in convolution bought
-    # more than attention to the text.
+    # measured 0.35 and 0.68, 6000 steps in bf16 0.675 and 0.87 (face_loss_weight 4 then lifted it:
+    # build.RECIPE). A face is a sixth of the picture: its detail is drawn at 16x16, where width in
+    # convolution bought more than attention to the text.
     "unet": {"block_out_channels": [64, 96, 96],
              "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
              "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1,
