@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgumentError
 from ..models.attention import ATTENTION_KINDS
+from ..models.precision import MIXED_PRECISIONS
 from ..names import TRAINABLE_METHODS
 
 #: every key of a training config, with the paper's value; None where a run must say it
@@ -69,7 +70,9 @@ DEFAULTS: dict = {
         "backbone": "frozen",  # "frozen", "all", or "last:N" (the last N blocks train)
         "backbone_learning_rate": 1e-5,
         "max_grad_norm": 1.0,
-        "mixed_precision": "no",  # "fp16" or "bf16" on a GPU; "bf16" on a CPU with native bfloat16
+        # "fp16" or "bf16" on a GPU; "auto": bf16 where the device computes it natively (a GPU with
+        # bf16, a CPU with AVX512-BF16 or AMX), none elsewhere (emulated bf16 is slower than fp32)
+        "mixed_precision": "no",
         # the frozen base's attention: PyTorch's fused "sdpa", or "eager" (plain matrix products,
         # faster on a CPU for short sequences such as the world's; faceid_cli.models.attention)
         "attention": "sdpa",
@@ -101,7 +104,7 @@ CHOICES = {
     ("train", "alignment"): ("sigmoid", "softmax"),
     ("model", "features"): ("multi-scale", "last"),
     ("train", "lr_schedule"): ("constant", "cosine"),
-    ("train", "mixed_precision"): ("no", "fp16", "bf16"),
+    ("train", "mixed_precision"): MIXED_PRECISIONS,
     ("train", "attention"): ATTENTION_KINDS,
     ("output", "report_to"): (None, "tensorboard", "wandb"),
 }

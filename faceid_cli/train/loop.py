@@ -283,6 +283,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
 
     from ..faces import load_analyzer
     from ..models.attention import attention_kind
+    from ..models.precision import resolve_mixed_precision
     from ..methods import get_method
     from ..faces.analyzer import AnalyzerOptions
     from ..locks import hold_output_lock, output_folder
@@ -292,6 +293,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
     from . import report
 
     note = on_note or (lambda message: None)
+    config = {**config, "train": dict(config["train"])}  # the caller's stays as given ("auto" too)
     train_cfg, out_cfg, data_cfg = config["train"], config["output"], config["data"]
     out = Path(out_cfg["dir"]).expanduser()
     busy = "another 'faceid train' writes this output folder; give this run its own output.dir"
@@ -310,6 +312,8 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=False)
+        # "auto" is settled here, and the saved config says what this machine trained in
+        train_cfg["mixed_precision"] = resolve_mixed_precision(train_cfg["mixed_precision"], device)
         accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=train_cfg["mixed_precision"],
                                   cpu=device.type == "cpu", log_with=out_cfg["report_to"], project_dir=str(out))
         processes = accelerator.num_processes

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...models.precision import cpu_bf16_supported
 from ..data import Pool, cached_pool, jobs_for
 from ..people import population_seeds
 
@@ -35,14 +36,6 @@ def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def cpu_bf16_supported() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), so autocast to it is
-    faster rather than emulated."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool((probe and probe()) or (amx and amx()))
 
 
 def autocast(precision: str):
