@@ -127,7 +127,10 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it_and_the_saved_config_s
 
     monkeypatch.setattr(precision, "cpu_bf16_supported", lambda: native)
     config = _config(tmp_path, faces_dir, steps=2, micro_batch_size=4, mixed_precision="auto")
-    loop.train(config)
+    notes = []
+    loop.train(config, on_note=notes.append)
+    assert ("mixed precision auto: bf16 (this cpu computes native bfloat16)" if native
+            else "mixed precision auto: fp32 (this cpu has no native bfloat16)") in notes
     saved = tomllib.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "config.toml").read_text())
     assert saved["train"]["mixed_precision"] == ("bf16" if native else "no")
     assert config["train"]["mixed_precision"] == "auto"  # the caller's config is left as given

@@ -294,6 +294,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
 
     note = on_note or (lambda message: None)
     config = {**config, "train": dict(config["train"])}  # the caller's stays as given ("auto" too)
+    config_precision = config["train"]["mixed_precision"]
     train_cfg, out_cfg, data_cfg = config["train"], config["output"], config["data"]
     out = Path(out_cfg["dir"]).expanduser()
     busy = "another 'faceid train' writes this output folder; give this run its own output.dir"
@@ -314,6 +315,10 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         AcceleratorState._reset_state(reset_partial_state=False)
         # "auto" is settled here, and the saved config says what this machine trained in
         train_cfg["mixed_precision"] = resolve_mixed_precision(train_cfg["mixed_precision"], device)
+        if config_precision == "auto":
+            note(f"mixed precision auto: {'bf16' if train_cfg['mixed_precision'] == 'bf16' else 'fp32'} "
+                 f"(this {device.type} {'computes' if train_cfg['mixed_precision'] == 'bf16' else 'has no'} "
+                 "native bfloat16)")
         accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=train_cfg["mixed_precision"],
                                   cpu=device.type == "cpu", log_with=out_cfg["report_to"], project_dir=str(out))
         processes = accelerator.num_processes
