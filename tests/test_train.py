@@ -120,7 +120,7 @@ def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_precision_is_bf16_only_where_the_cpu_has_it_and_the_saved_config_says_which(tmp_path, faces_dir,
                                                                                           monkeypatch, native):
-    """Emulated bfloat16 is far slower than fp32 (a world step 9 s against well under one on an
+    """Emulated bfloat16 is far slower than fp32 (a world step 7.6 s against 0.35 s on an
     AVX2-only CPU): "auto" autocasts only where the hardware computes it."""
     from faceid_cli.models import precision
     from faceid_cli.train import loop

@@ -316,9 +316,9 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         # "auto" is settled here, and the saved config says what this machine trained in
         train_cfg["mixed_precision"] = resolve_mixed_precision(train_cfg["mixed_precision"], device)
         if config_precision == "auto":
-            note(f"mixed precision auto: {'bf16' if train_cfg['mixed_precision'] == 'bf16' else 'fp32'} "
-                 f"(this {device.type} {'computes' if train_cfg['mixed_precision'] == 'bf16' else 'has no'} "
-                 "native bfloat16)")
+            native = train_cfg["mixed_precision"] == "bf16"
+            note(f"mixed precision auto: {'bf16' if native else 'fp32'} "
+                 f"(this {device.type} {'computes' if native else 'has no'} native bfloat16)")
         accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=train_cfg["mixed_precision"],
                                   cpu=device.type == "cpu", log_with=out_cfg["report_to"], project_dir=str(out))
         processes = accelerator.num_processes
