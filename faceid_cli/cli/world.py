@@ -102,14 +102,17 @@ def render(
                                         "or more.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Write a data set: PNG pictures and ground_truth.jsonl (identity, name, context, face box,
-    five landmarks, caption) for people of one population.
+    """Write a data set: PNG pictures, ground_truth.jsonl (identity, name, context, face box,
+    five landmarks, caption) and metadata.jsonl (each picture's caption with S* for its person, in
+    Hugging Face imagefolder's layout: what 'faceid train' reads with data.captions = "metadata")
+    for people of one population.
 
     Populations are disjoint seed ranges: celebrities (known to the world's models by name),
     reconstruction (the encoder's training faces), recogniser and backbone (what those models
     trained on), held_out (people no model ever saw: use them to evaluate).
     """
     from ..errors import InvalidArgumentError
+    from ..train.config import METADATA_NAMES
     from ..world.dataset import GROUND_TRUTH, PAIRS, parse_context, write_dataset, write_pairs
 
     if pairs and per_identity < 2:
@@ -122,12 +125,13 @@ def render(
     if had_pairs and not pairs:
         note(f"removed {output / PAIRS}: it described the pictures this render replaced (add --pairs to write it anew)")
     if json_output:
-        document = {"output": str(output), "images": len(records), "ground_truth": str(output / GROUND_TRUTH)}
+        document = {"output": str(output), "images": len(records), "ground_truth": str(output / GROUND_TRUTH),
+                    "captions": str(output / METADATA_NAMES[0])}
         if pairs:
             document.update(pairs=str(output / PAIRS), triplets=triplets)
         print_json(document)
         return
-    note(f"{len(records)} pictures and {GROUND_TRUTH} written to {output}"
+    note(f"{len(records)} pictures, {GROUND_TRUTH} and {METADATA_NAMES[0]} written to {output}"
          + (f"; {triplets} editing triplets in {PAIRS}" if pairs else ""))
 
 

@@ -19,6 +19,11 @@ from ..models.attention import ATTENTION_KINDS
 from ..models.precision import MIXED_PRECISIONS
 from ..names import TRAINABLE_METHODS
 
+#: how reconstruction photos are captioned (data.captions; faceid_cli.train.data reads them)
+CAPTION_SOURCES = ("templates", "metadata")
+#: Hugging Face imagefolder's caption files, looked for in this order in each folder
+METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
+
 #: every key of a training config, with the paper's value; None where a run must say it
 DEFAULTS: dict = {
     "model": {
@@ -40,6 +45,11 @@ DEFAULTS: dict = {
     },
     "data": {
         "reconstruction": [],  # folders, globs or files of face photos (FFHQ-like)
+        # "templates": each reconstruction photo's caption is drawn from data.templates (the
+        # paper's); "metadata": its own, from the metadata.jsonl / metadata.csv beside it (Hugging
+        # Face imagefolder's layout), column data.caption_column, with S* where the person is named
+        "captions": "templates",
+        "caption_column": "text",
         "triplets": [],  # manifests written by 'faceid selfaug'
         "triplet_fraction": 0.0,  # share of each batch drawn from the triplets
         "templates": [
@@ -103,6 +113,7 @@ CHOICES = {
     ("model", "method"): TRAINABLE_METHODS,
     ("train", "alignment"): ("sigmoid", "softmax"),
     ("model", "features"): ("multi-scale", "last"),
+    ("data", "captions"): CAPTION_SOURCES,
     ("train", "lr_schedule"): ("constant", "cosine"),
     ("train", "mixed_precision"): MIXED_PRECISIONS,
     ("train", "attention"): ATTENTION_KINDS,

@@ -4,18 +4,22 @@ Every item gives the encoder an aligned face crop, the diffusion model a target 
 training resolution, and a caption with ``S*``:
 
 - *reconstruction*: a face photo (FFHQ-like) is its own target; the caption is drawn from
-  templates ("a photo of S*", ...);
+  templates ("a photo of S*", ...), or with ``data.captions = "metadata"`` is the photo's own, read
+  from a ``metadata.jsonl`` (or ``metadata.csv``) beside it or in a folder above it, the layout of
+  Hugging Face's ``imagefolder`` (``file_name`` relative to that file, the caption in
+  ``data.caption_column``) with ``S*`` where the person is named;
 - *triplet*: a line of the manifest ``faceid selfaug`` writes: the identity face, the editing
   prompt with ``S*``, and the edited image as the target.
 
 Faces are detected and aligned once, and the crop and target are cached as PNGs under the cache
 folder (named by the file's content hash and the settings), with an index; a second epoch or a
-second run reads the cache. A photo that cannot be read or has no face is counted and reported
-with its reason, never fatal.
+second run reads the cache. A photo that cannot be read, has no face, or (captioned) has no caption
+naming ``S*`` is counted and reported with its reason, never fatal.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -28,6 +32,7 @@ import torch
 from PIL import Image
 
 from ..errors import FaceIDError, InvalidArgumentError
+from .config import METADATA_NAMES
 
 INDEX_NAME = "index.jsonl"
 #: part of every cache key: entries written by an older layout are prepared again, not misread
@@ -42,7 +47,8 @@ class Source:
     kind: str  # "reconstruction" or "triplet"
     face: Path
     target: Path
-    prompt: str | None = None  # the triplet's editing prompt; reconstruction draws templates
+    prompt: str | None = None  # the triplet's editing prompt, or a captioned photo's caption; else templates
+    skipped: str | None = None  # why the source is unusable before it is read (no caption)
 
 
 @dataclass
@@ -83,6 +89,67 @@ def read_triplets(manifests: list[str], base: Path | None = None) -> list[Source
                                            "use a manifest written by 'faceid selfaug'") from None
             sources.append(Source("triplet", path.parent / face, path.parent / image, prompt))
     return sources
+
+
+def captioned_sources(photos: list[Path], column: str, token: str) -> list[Source]:
+    """Reconstruction sources whose captions are their own: each photo's row in the nearest
+    ``metadata.jsonl`` / ``metadata.csv`` of its folder or a folder above it (``file_name``
+    relative to that file, the caption in ``column``). A photo with no row, an empty caption or
+    one without ``token`` is a source skipped with that reason."""
+    tables: dict[Path, dict[Path, str] | None] = {}
+
+    def table_for(folder: Path) -> dict[Path, str] | None:
+        if folder not in tables:
+            found = next((folder / name for name in METADATA_NAMES if (folder / name).is_file()), None)
+            if found is not None:
+                tables[folder] = _read_metadata(found, column)
+            else:
+                tables[folder] = None if folder.parent == folder else table_for(folder.parent)
+        return tables[folder]
+
+    sources = []
+    for photo in photos:
+        table = table_for(photo.resolve().parent)
+        caption = None if table is None else table.get(photo.resolve())
+        reason = None
+        if table is None:
+            reason = "no metadata file"
+        elif not caption:
+            reason = "no caption"
+        elif token not in caption:
+            reason = f"caption without {token}"
+        sources.append(Source("reconstruction", photo, photo, caption if reason is None else None, reason))
+    return sources
+
+
+def _read_metadata(path: Path, column: str) -> dict[Path, str]:
+    """{absolute image path: caption} of one imagefolder metadata file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(f"cannot read caption file '{path}': {exc}", "check the file") from None
+    if path.suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        numbered = [(number, row) for number, row in enumerate(rows, 2)]
+    else:
+        numbered = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError:
+                raise InvalidArgumentError(f"{path}:{number} is not a JSON line",
+                                           'write one {"file_name": ..., "' + column + '": ...} object a line') from None
+    captions = {}
+    for number, row in numbered:
+        if not isinstance(row, dict) or "file_name" not in row:
+            raise InvalidArgumentError(f"{path}:{number} has no file_name", "name each picture relative to the file")
+        if column not in row:
+            raise InvalidArgumentError(f"{path}:{number} has no '{column}' column",
+                                       f"columns there: {', '.join(sorted(row))}; set data.caption_column")
+        captions[(path.parent / str(row["file_name"])).resolve()] = str(row[column] or "").strip()
+    return captions
 
 
 def cache_key(source: Source, crop_size: int, crop_zoom: float, resolution: int, backend: str) -> str:
@@ -145,6 +212,12 @@ def prepare(sources: list[Source], analyzer, crop_size: int, crop_zoom: float, r
     prepared = Prepared()
     new_lines = []
     for source in sources:
+        if source.skipped:  # known before reading: never cached, a caption may be added later
+            prepared.skipped[source.skipped] += 1
+            prepared.examples.setdefault(source.skipped, str(source.face))
+            if progress:
+                progress()
+            continue
         key = cache_key(source, crop_size, crop_zoom, resolution, analyzer.name)
         entry = known.get(key)
         if entry is None:
@@ -232,7 +305,8 @@ class TrainingSet(torch.utils.data.Dataset):
 
 
 def caption_for(item: dict, templates: list[str], rng: np.random.Generator) -> str:
-    """The triplet's own prompt, or a template drawn with ``rng`` for a reconstruction item."""
-    if item["kind"] == "triplet":
+    """The item's own caption (a triplet's prompt, a captioned photo's), or a template drawn with
+    ``rng`` for a reconstruction photo without one."""
+    if item["kind"] == "triplet" or item["prompt"]:
         return item["prompt"]
     return templates[int(rng.integers(len(templates)))]

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import FaceIDError, InvalidArgumentError, MissingModelError
+from ..names import GENERATION_DEFAULTS
 from .config import dumps_toml
 from .loss_weights import face_loss_weights, weighted_mse
 
@@ -331,9 +332,12 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         seed = int(train_cfg["seed"])
 
         # the data's paths before the base's weights: a mistyped folder fails in a moment, not after loading
-        sources = [training_data.Source("reconstruction", p, p)
-                   for p in expand_photos(list(data_cfg["reconstruction"]),
-                                         what="data.reconstruction entry")]
+        token = GENERATION_DEFAULTS["identity_token"]  # the word generate reads the person from
+        photos = expand_photos(list(data_cfg["reconstruction"]), what="data.reconstruction entry")
+        if data_cfg["captions"] == "metadata":
+            sources = training_data.captioned_sources(photos, data_cfg["caption_column"], token)
+        else:
+            sources = [training_data.Source("reconstruction", p, p) for p in photos]
         sources += training_data.read_triplets(list(data_cfg["triplets"]))
         if not sources:
             raise InvalidArgumentError("no training data", "set data.reconstruction (face photos) or data.triplets")
@@ -395,7 +399,6 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         # a resumed run keeps the lines up to its checkpoint; one that found no checkpoint, none
         history = _read_metrics(out / METRICS, start) if accelerator.is_main_process else []
 
-        token = "S*"
         metrics: list[dict] = []
         metric_names: list[str] = []
         rank = accelerator.process_index

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
+from ..names import GENERATION_DEFAULTS
+from ..train.config import DEFAULTS as TRAIN_DEFAULTS
+from ..train.config import METADATA_NAMES
 from .contexts import ATTRIBUTES, Context, caption
 from .data import RenderJob, image_seed, render_pool
 from .people import celebrity_names, population_seeds
@@ -35,7 +38,9 @@ def parse_context(text: str) -> dict[str, str]:
 def write_dataset(folder: Path, population: str, identities: int, per_identity: int, *, offset: int = 0,
                   fixed: dict[str, str] | None = None, seed: int = 0) -> list[dict]:
     """Render ``per_identity`` pictures of each of ``identities`` people of ``population`` into
-    ``folder/images`` and write ``folder/ground_truth.jsonl``; returns the records."""
+    ``folder/images`` and write ``folder/ground_truth.jsonl``, and ``folder/metadata.jsonl``: each
+    picture's caption with ``S*`` for its person, in Hugging Face imagefolder's layout, which
+    ``faceid train`` reads with ``data.captions = "metadata"``. Returns the records."""
     import numpy as np
 
     from ..images import atomic_output, save_image
@@ -78,6 +83,10 @@ def write_dataset(folder: Path, population: str, identities: int, per_identity: 
         })
     with atomic_output(Path(folder) / GROUND_TRUTH) as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    token, column = GENERATION_DEFAULTS["identity_token"], TRAIN_DEFAULTS["data"]["caption_column"]
+    with atomic_output(Path(folder) / METADATA_NAMES[0]) as tmp:
+        tmp.write_text("".join(json.dumps({"file_name": r["file"], column: caption(Context(**r["context"]), token)}) + "\n"
+                               for r in records), encoding="utf-8")
     # pairs of an earlier render name pictures just rewritten: kept, they would train on wrong prompts
     (Path(folder) / PAIRS).unlink(missing_ok=True)
     return records
@@ -92,7 +101,6 @@ def write_pairs(folder: Path, records: list[dict]) -> int:
     what FaceCLIP trains on: several pictures of a person, each with its caption), exact here
     because the world knows who is who. Returns the number of lines."""
     from ..images import atomic_output
-    from ..names import GENERATION_DEFAULTS
 
     token = GENERATION_DEFAULTS["identity_token"]
     by_person: dict[int, list[dict]] = {}
