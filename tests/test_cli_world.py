@@ -34,6 +34,25 @@ def test_render_writes_images_and_ground_truth(tmp_path):
     assert {r["identity"] for r in records} == {0, 1}
 
 
+def test_render_writes_each_pictures_caption_with_s_star_where_train_reads_it(tmp_path):
+    """metadata.jsonl in imagefolder's layout: every picture once, its whole context named, S* for
+    the person (a celebrity too: the encoder must not lean on the name); train's reader agrees."""
+    from faceid_cli.train.data import captioned_sources
+
+    out = tmp_path / "set"
+    result = runner.invoke(app, ["world", "render", "-o", str(out), "--population", "celebrities", "-n", "2", "-k", "2",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["captions"] == str(out / "metadata.jsonl")
+    truth = [json.loads(line) for line in (out / "ground_truth.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [row["file_name"] for row in rows] == [record["file"] for record in truth]
+    for row, record in zip(rows, truth):
+        assert row["text"] == caption(Context(**record["context"]), "S*") == record["caption"].replace(record["name"], "S*")
+    sources = captioned_sources(sorted((out / "images").iterdir()), "text", "S*", roots=[out])
+    assert [s.prompt for s in sources] == [row["text"] for row in rows] and not any(s.skipped for s in sources)
+
+
 def test_render_is_reproducible_and_held_out_ids_come_from_their_range(tmp_path):
     for name in ("a", "b"):
         assert runner.invoke(app, ["world", "render", "-o", str(tmp_path / name), "-n", "1", "-k", "2"]).exit_code == 0

@@ -277,6 +277,60 @@ def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_
     assert json.loads((tmp_path / "run" / "data.json").read_text())["skipped"]["no face found"] == 1
 
 
+def test_captioned_photos_train_on_their_own_captions_and_the_uncaptioned_are_skipped_and_counted(
+        tmp_path, faces_dir, monkeypatch):
+    """data.captions = "metadata": each photo's caption from the nearest imagefolder metadata file
+    (its folder's, else a folder above); a photo with no row or a caption without S* is skipped
+    with that reason, and no template is ever drawn."""
+    from faceid_cli.train import data as training_data
+    from faceid_cli.train import loop
+
+    config = _config(tmp_path, faces_dir, ["data.captions=\"metadata\""], steps=2)
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir()
+    shutil.move(photos / "biden2.jpg", photos / "sub" / "biden2.jpg")
+    rows = [{"file_name": "obama.jpg", "text": "S* at a desk"}, {"file_name": "obama2.jpg", "text": "a man at a desk"},
+            {"file_name": "sub/biden2.jpg", "text": "S* in a garden"}]  # biden.jpg: no row
+    (photos / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    seen = []
+    caption_for = training_data.caption_for
+    monkeypatch.setattr(training_data, "caption_for", lambda *a: seen.append(caption_for(*a)) or seen[-1])
+    result = loop.train(config)
+    assert result.data["items"] == 2
+    assert result.data["skipped"] == {"caption without S*": 1, "no caption": 1}
+    assert Path(result.data["skipped_examples"]["no caption"]).name == "biden.jpg"
+    assert len(seen) == 2 * 4 and set(seen) <= {"S* at a desk", "S* in a garden"}
+    index = [json.loads(line) for line in (tmp_path / "run" / "cache" / "index.jsonl").read_text().splitlines()]
+    assert {Path(e["source"]).name: e["prompt"] for e in index} == {"obama.jpg": "S* at a desk",
+                                                                   "biden2.jpg": "S* in a garden"}
+
+
+def test_caption_files_are_read_as_imagefolder_writes_them(tmp_path):
+    """metadata.csv as well as .jsonl, another column by data.caption_column, the nearest file
+    winning, and a broken file failing with its line."""
+    from faceid_cli.train.data import captioned_sources
+
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.png", "y.png", "z.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "metadata.csv").write_text('file_name,caption\ny.png,"S*, smiling"\na/x.png,S* far\nz.png,\n')
+    (tmp_path / "a" / "metadata.jsonl").write_text(json.dumps({"file_name": "x.png", "caption": "S* near"}) + "\n")
+    sources = captioned_sources([tmp_path / "a" / "x.png", tmp_path / "y.png", tmp_path / "z.png"], "caption", "S*",
+                                roots=[tmp_path])
+    assert [(s.prompt, s.skipped) for s in sources] == [("S* near", None), ("S*, smiling", None), (None, "no caption")]
+    (tmp_path / "a" / "metadata.jsonl").unlink()  # the file above serves a photo in a sub-folder of the root
+    assert captioned_sources([tmp_path / "a" / "x.png"], "caption", "S*", roots=[tmp_path])[0].prompt == "S* far"
+    # named on its own, or found under a root below the file, a photo reads only what is beside it
+    assert captioned_sources([tmp_path / "a" / "x.png"], "caption", "S*")[0].skipped == "no metadata file"
+    assert captioned_sources([tmp_path / "a" / "x.png"], "caption", "S*", roots=[tmp_path / "a"])[0].skipped == \
+        "no metadata file"
+    with pytest.raises(InvalidArgumentError, match="metadata.csv:2 has no 'text' column"):
+        captioned_sources([tmp_path / "y.png"], "text", "S*")
+    (tmp_path / "a" / "metadata.jsonl").write_text('{"file_name": "x.png", "caption": "S*"}\n{"file_name": \n')
+    with pytest.raises(InvalidArgumentError, match=r"metadata.jsonl:2 is not a JSON line"):
+        captioned_sources([tmp_path / "a" / "x.png"], "caption", "S*")
+
+
 def test_the_target_is_the_square_around_the_face_and_the_box_maps_into_it():
     from faceid_cli.train.data import box_in_target, square_around
 
@@ -356,13 +410,13 @@ def test_the_shipped_configs_load(name):
     assert config["model"]["num_words"] == (1 if name == "world-clip-image" else 2)
     if name == "world-clip-image":  # the M² world run's settings but for the encoder
         world = load_config(Path(__file__).parents[1] / "configs" / "world.toml")
-        assert config["train"] == world["train"] and config["data"] == world["data"]
+        assert config["train"] == world["train"] and config["data"] == {**world["data"], "captions": "templates"}
         assert config["model"]["method"] == "clip-image" and config["model"]["clip"] == "world"
     elif name == "world-selfaug":  # the world run with the paper's second data source, nothing else changed
         world = load_config(Path(__file__).parents[1] / "configs" / "world.toml")
         assert config["model"] == world["model"] and config["train"] == world["train"]
         assert config["data"] == {**world["data"], "triplets": ["world-data/selfaug/manifest.jsonl"],
-                                  "triplet_fraction": 0.5}
+                                  "triplet_fraction": 0.5, "captions": "templates"}
     elif "faceclip" in name:
         assert config["model"]["method"] == "faceclip" and "unet" in config["train"]["faceclip_trains"]
     elif name != "world":  # the paper's numbers

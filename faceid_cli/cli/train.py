@@ -37,7 +37,9 @@ def train(
 
     The loss is the diffusion model's MSE through the pseudo-words S* (the same code generate uses)
     plus lambda * sum ||s_i||; the UNet, VAE and text encoders never change. Data: face photos
-    (reconstruction, captions from templates) and 'faceid selfaug' triplets, mixed at
+    (reconstruction; captions from templates, or with data.captions = "metadata" each photo's own
+    from a metadata.jsonl or .csv beside it, Hugging Face imagefolder's layout, S* naming the
+    person) and 'faceid selfaug' triplets, mixed at
     data.triplet_fraction; faces are detected, aligned and cached once. Checkpoints go to
     OUTPUT/checkpoints/step-N (encoder/ loads with 'faceid generate --encoder'); the final encoder
     to OUTPUT/encoder. Multi-GPU: 'accelerate launch -m faceid_cli train CONFIG'.

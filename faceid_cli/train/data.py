@@ -91,28 +91,32 @@ def read_triplets(manifests: list[str], base: Path | None = None) -> list[Source
     return sources
 
 
-def captioned_sources(photos: list[Path], column: str, token: str) -> list[Source]:
+def captioned_sources(photos: list[Path], column: str, token: str, roots: list[Path] = ()) -> list[Source]:
     """Reconstruction sources whose captions are their own: each photo's row in the nearest
-    ``metadata.jsonl`` / ``metadata.csv`` of its folder or a folder above it (``file_name``
-    relative to that file, the caption in ``column``). A photo with no row, an empty caption or
-    one without ``token`` is a source skipped with that reason."""
-    tables: dict[Path, dict[Path, str] | None] = {}
+    ``metadata.jsonl`` / ``metadata.csv`` of its folder or a folder above it up to the data folder
+    it was found in (one of ``roots``; a photo named on its own looks only beside itself), with
+    ``file_name`` relative to that file and the caption in ``column``, as Hugging Face's
+    imagefolder lays them out. A photo with no metadata file, no row, an empty caption or one
+    without ``token`` is a source skipped with that reason."""
+    roots = [Path(root).resolve() for root in roots]
+    tables: dict[Path, dict[Path, str]] = {}
 
-    def table_for(folder: Path) -> dict[Path, str] | None:
+    def table(folder: Path) -> dict[Path, str] | None:
         if folder not in tables:
             found = next((folder / name for name in METADATA_NAMES if (folder / name).is_file()), None)
-            if found is not None:
-                tables[folder] = _read_metadata(found, column)
-            else:
-                tables[folder] = None if folder.parent == folder else table_for(folder.parent)
+            tables[folder] = None if found is None else _read_metadata(found, column)
         return tables[folder]
 
     sources = []
     for photo in photos:
-        table = table_for(photo.resolve().parent)
-        caption = None if table is None else table.get(photo.resolve())
+        path = photo.resolve()
+        top = max((root for root in roots if root in path.parents), key=lambda root: len(root.parts),
+                  default=path.parent)
+        folders = [path.parent, *(folder for folder in path.parent.parents if top in (folder, *folder.parents))]
+        captions = next((found for found in map(table, folders) if found is not None), None)
+        caption = None if captions is None else captions.get(path)
         reason = None
-        if table is None:
+        if captions is None:
             reason = "no metadata file"
         elif not caption:
             reason = "no caption"

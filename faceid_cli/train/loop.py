@@ -335,7 +335,9 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         token = GENERATION_DEFAULTS["identity_token"]  # the word generate reads the person from
         photos = expand_photos(list(data_cfg["reconstruction"]), what="data.reconstruction entry")
         if data_cfg["captions"] == "metadata":
-            sources = training_data.captioned_sources(photos, data_cfg["caption_column"], token)
+            sources = training_data.captioned_sources(
+                photos, data_cfg["caption_column"], token,
+                roots=[Path(spec).expanduser() for spec in data_cfg["reconstruction"] if Path(spec).expanduser().is_dir()])
         else:
             sources = [training_data.Source("reconstruction", p, p) for p in photos]
         sources += training_data.read_triplets(list(data_cfg["triplets"]))
