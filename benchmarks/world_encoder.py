@@ -99,6 +99,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the images and reports here")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    missing = [e for e in args.encoder if not (Path(e) / "config.json").is_file()]
+    if missing:  # before minutes of reference rows, not after them
+        parser.error(f"--encoder {missing[0]}: no encoder checkpoint there (config.json)")
     out = args.out or Path(tempfile.mkdtemp(prefix="faceid-world-encoder-"))
     prompts = load_prompts(args.prompts)
     started = time.perf_counter()
