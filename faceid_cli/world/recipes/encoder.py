@@ -31,10 +31,11 @@ TRAIN_CONFIG: dict = {
         "captions": "metadata", "templates": ["a photo of S*", "S*"],
         "resolution": 64, "cache_latents": True,
     },
-    # 750 steps: a 3000-step run's checkpoints kept held-out people equally at 750 and 1500 (face
-    # similarity 0.316, 0.309; 0.285 and 0.298 at 2250 and 3000) while copying the reference's
-    # context more the longer it trained (0.030, 0.049, 0.081, 0.074) and showing the prompt's less
-    # (0.957, 0.934, 0.919, 0.910): reconstruction alone teaches the words to copy. bfloat16 (where
+    # 750 steps, inside the build's budget. With template captions a 3000-step run's checkpoints
+    # kept held-out people equally at 750 and 1500 (face similarity 0.316, 0.309; 0.285 and 0.298 at
+    # 2250 and 3000) while copying the reference's context more the longer it trained (0.030, 0.049,
+    # 0.081, 0.074); captioned, 0.389 / 0.393 / 0.418 at 750 / 1500 / 2250, copying 0.010 / 0.012 /
+    # 0.006 (seed 0): longer would help a little, at three times the minutes. bfloat16 (where
     # the CPU has it natively: "auto") and plain attention: a step 1.18x faster, the same figures
     # (1500 steps: 0.315 / 0.939 / 0.048 against fp32's 0.316 / 0.938 / 0.047)
     "train": {"steps": 750, "batch_size": 32, "micro_batch_size": 32, "learning_rate": 1e-3,
