@@ -324,6 +324,11 @@ def test_caption_files_are_read_as_imagefolder_writes_them(tmp_path):
     assert captioned_sources([tmp_path / "a" / "x.png"], "caption", "S*")[0].skipped == "no metadata file"
     assert captioned_sources([tmp_path / "a" / "x.png"], "caption", "S*", roots=[tmp_path / "a"])[0].skipped == \
         "no metadata file"
+    # a photo linked into a captioned folder is captioned there, as it is listed
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "v.png").symlink_to(tmp_path / "z.png")
+    (tmp_path / "linked" / "metadata.jsonl").write_text(json.dumps({"file_name": "v.png", "caption": "S* linked"}))
+    assert captioned_sources([tmp_path / "linked" / "v.png"], "caption", "S*")[0].prompt == "S* linked"
     with pytest.raises(InvalidArgumentError, match="metadata.csv:2 has no 'text' column"):
         captioned_sources([tmp_path / "y.png"], "text", "S*")
     (tmp_path / "a" / "metadata.jsonl").write_text('{"file_name": "x.png", "caption": "S*"}\n{"file_name": \n')

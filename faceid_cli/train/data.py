@@ -98,7 +98,7 @@ def captioned_sources(photos: list[Path], column: str, token: str, roots: list[P
     ``file_name`` relative to that file and the caption in ``column``, as Hugging Face's
     imagefolder lays them out. A photo with no metadata file, no row, an empty caption or one
     without ``token`` is a source skipped with that reason."""
-    roots = [Path(root).resolve() for root in roots]
+    roots = [_absolute(root) for root in roots]
     tables: dict[Path, dict[Path, str]] = {}
 
     def table(folder: Path) -> dict[Path, str] | None:
@@ -109,7 +109,7 @@ def captioned_sources(photos: list[Path], column: str, token: str, roots: list[P
 
     sources = []
     for photo in photos:
-        path = photo.resolve()
+        path = _absolute(photo)
         top = max((root for root in roots if root in path.parents), key=lambda root: len(root.parts),
                   default=path.parent)
         folders = [path.parent, *(folder for folder in path.parent.parents if top in (folder, *folder.parents))]
@@ -124,6 +124,12 @@ def captioned_sources(photos: list[Path], column: str, token: str, roots: list[P
             reason = f"caption without {token}"
         sources.append(Source("reconstruction", photo, photo, caption if reason is None else None, reason))
     return sources
+
+
+def _absolute(path) -> Path:
+    """An absolute, normalised path that keeps symbolic links: a photo linked into a captioned
+    folder is captioned there, as it is listed."""
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def _read_metadata(path: Path, column: str) -> dict[Path, str]:
@@ -152,7 +158,7 @@ def _read_metadata(path: Path, column: str) -> dict[Path, str]:
         if column not in row:
             raise InvalidArgumentError(f"{path}:{number} has no '{column}' column",
                                        f"columns there: {', '.join(sorted(row))}; set data.caption_column")
-        captions[(path.parent / str(row["file_name"])).resolve()] = str(row[column] or "").strip()
+        captions[_absolute(path.parent / str(row["file_name"]))] = str(row[column] or "").strip()
     return captions
 
 
