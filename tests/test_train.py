@@ -313,7 +313,10 @@ def test_caption_files_are_read_as_imagefolder_writes_them(tmp_path):
     (tmp_path / "a").mkdir()
     for name in ("a/x.png", "y.png", "z.png"):
         (tmp_path / name).write_bytes(b"")
-    (tmp_path / "metadata.csv").write_text('file_name,caption\ny.png,"S*, smiling"\na/x.png,S* far\nz.png,\n')
+    (tmp_path / "metadata.csv").write_text('file_name,caption\ny.png,"S*, smiling"\na/x.png,S* far\nz.png,\n'
+                                           'q.png,"S* on\ntwo lines"\n')
+    (tmp_path / "q.png").write_bytes(b"")
+    assert captioned_sources([tmp_path / "q.png"], "caption", "S*")[0].prompt == "S* on\ntwo lines"
     (tmp_path / "a" / "metadata.jsonl").write_text(json.dumps({"file_name": "x.png", "caption": "S* near"}) + "\n")
     sources = captioned_sources([tmp_path / "a" / "x.png", tmp_path / "y.png", tmp_path / "z.png"], "caption", "S*",
                                 roots=[tmp_path])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections import Counter
@@ -139,8 +140,8 @@ def _read_metadata(path: Path, column: str) -> dict[Path, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"cannot read caption file '{path}': {exc}", "check the file") from None
     if path.suffix == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        numbered = [(number, row) for number, row in enumerate(rows, 2)]
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # quoted captions may hold commas and newlines
+        numbered = [(reader.line_num, row) for row in reader]
     else:
         numbered = []
         for number, line in enumerate(text.splitlines(), 1):
