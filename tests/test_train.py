@@ -305,6 +305,17 @@ def test_captioned_photos_train_on_their_own_captions_and_the_uncaptioned_are_sk
                                                                    "biden2.jpg": "S* in a garden"}
 
 
+def test_captioned_photos_without_a_caption_file_fail_before_the_base_loads(tmp_path, faces_dir):
+    from faceid_cli.train.config import dumps_toml
+
+    config = _config(tmp_path, faces_dir, ["data.captions=\"metadata\"", f'model.base="{tmp_path / "no-such-base"}"'])
+    saved = tmp_path / "config.toml"
+    saved.write_text(dumps_toml(config))
+    line = assert_one_line_error(run_cli("train", saved), 1, f"every photo was skipped ({len(PHOTOS)} no metadata file)",
+                                 "metadata.jsonl")
+    assert "no-such-base" not in line and not (tmp_path / "run").exists()
+
+
 def test_caption_files_are_read_as_imagefolder_writes_them(tmp_path):
     """metadata.csv as well as .jsonl, another column by data.caption_column, the nearest file
     winning, and a broken file failing with its line."""

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,16 @@ def optimizer_groups(train: dict, head_name: str, heads: list, backbone: list) -
     if backbone:
         groups.append({"params": backbone, "lr": train["backbone_learning_rate"], "name": "backbone"})
     return groups
+
+
+def _no_usable_item(skipped: Counter, data_cfg: dict) -> FaceIDError:
+    """The error of a run whose every photo was skipped, with the reasons counted."""
+    return FaceIDError(
+        f"no usable training item: every photo was skipped ({', '.join(f'{n} {r}' for r, n in skipped.items())})",
+        f"check data.reconstruction ({', '.join(str(p) for p in data_cfg.get('reconstruction') or []) or 'none'}), "
+        f"data.triplets ({data_cfg.get('triplets') or 'none'}) and the face backend"
+        + ("; data.captions = \"metadata\" needs each photo's caption with S* in a metadata.jsonl beside it"
+           if data_cfg["captions"] == "metadata" else ""))
 
 
 # ---- one step ------------------------------------------------------------------------------------
@@ -343,6 +354,8 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         sources += training_data.read_triplets(list(data_cfg["triplets"]))
         if not sources:
             raise InvalidArgumentError("no training data", "set data.reconstruction (face photos) or data.triplets")
+        if all(source.skipped for source in sources):  # no photo has a caption: say so before loading the base
+            raise _no_usable_item(Counter(source.skipped for source in sources), data_cfg)
         pipe = load_pipeline(resolve_model(config["model"]["base"]), accelerator.device, torch.float32)
         text_encoders = [m for m in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
                          if m is not None]
@@ -370,11 +383,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         note(f"data: {summary['items']} items {summary['by_kind']}, skipped {sum(prepared.skipped.values())}"
              + (f" ({', '.join(f'{n} {r}' for r, n in prepared.skipped.items())})" if prepared.skipped else ""))
         if not prepared.items:
-            raise FaceIDError("no usable training item: every photo was skipped "
-                              f"({', '.join(f'{n} {r}' for r, n in prepared.skipped.items())})",
-                              "check data.reconstruction "
-                              f"({', '.join(str(p) for p in data_cfg.get('reconstruction') or []) or 'none'}), "
-                              f"data.triplets ({data_cfg.get('triplets') or 'none'}) and the face backend")
+            raise _no_usable_item(prepared.skipped, data_cfg)
         by_kind = {kind: [i for i, item in enumerate(prepared.items) if item["kind"] == kind]
                    for kind in ("reconstruction", "triplet")}
         counts = {kind: len(v) for kind, v in by_kind.items()}
