@@ -89,6 +89,24 @@ def test_shards_merge_to_the_unsharded_dataset(inputs, whole, tmp_path):
         assert merged["summary"]["per_prompt"][prompt] == pytest.approx(figures, abs=1e-4), prompt
 
 
+def test_the_terminal_table_keeps_each_prompts_figures_on_one_line_at_80_columns(whole, tmp_path, monkeypatch):
+    out, document = whole
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run_cli("selfaug", "merge", copy)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("dataset in"))]
+    assert max(len(line.rstrip()) for line in table) <= 80  # the folder's line may be longer
+    rows = [line for line in lines if "3 / 12" in line]  # kept / candidates, one line a prompt
+    assert len(rows) == len(document["summary"]["per_prompt"]) == 2
+    for row in rows:  # kept count, no-face count, two score pairs, then the prompt's first words
+        figures = row.split()
+        assert figures[:3] == ["3", "/", "12"] and figures[3].isdigit() and figures[5] == figures[8] == "/", row
+    assert "pencil sketch" in result.stdout and "kept / rejected" in result.stdout
+
+
 def test_a_killed_run_resumes_without_redoing_or_duplicating(inputs, whole, tmp_path):
     out, _ = whole
     copy = tmp_path / "killed"

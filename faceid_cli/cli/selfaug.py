@@ -124,15 +124,22 @@ def _show(out: Path, counts: dict | None, summary: dict | None, json_output: boo
         return
     from rich.table import Table
 
-    table = Table("edit prompt", "kept / candidates", "no face", "ID loss kept / rejected", "CLIP kept / rejected",
-                  title=f"faceid selfaug: {summary['kept']} of {summary['edited']} kept ({summary['rule']})")
+    # the figures never wrap (each column as wide as its widest cell) and the prompt, last, takes
+    # what is left: at 80 columns a prompt first squeezed every column into two-word lines
+    table = Table(box=None, pad_edge=False, title=f"faceid selfaug: {summary['kept']} of {summary['edited']} kept "
+                  f"({summary['rule']})", caption="ID loss and CLIP score: means over kept / rejected edits",
+                  title_justify="left", caption_justify="left")
+    for header in ("kept", "no face", "ID loss", "CLIP"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("edit prompt", ratio=1)
 
     def pair(a, b, digits):
         return f"{'-' if a is None else format(a, f'.{digits}f')} / {'-' if b is None else format(b, f'.{digits}f')}"
 
     for prompt, row in summary["per_prompt"].items():
-        table.add_row(prompt, f"{row['kept']} / {row['candidates']}", str(row["no_face"]),
-                      pair(row["id_loss_kept"], row["id_loss_rejected"], 2), pair(row["clip_kept"], row["clip_rejected"], 3))
+        table.add_row(f"{row['kept']} / {row['candidates']}", str(row["no_face"]),
+                      pair(row["id_loss_kept"], row["id_loss_rejected"], 2), pair(row["clip_kept"], row["clip_rejected"], 3),
+                      prompt)
     console.print(table)
     if summary["source_rejections"]:
         console.print("source faces rejected: " + ", ".join(f"{n} {r}" for r, n in summary["source_rejections"].items()))
