@@ -129,7 +129,7 @@ def _show(out: Path, counts: dict | None, summary: dict | None, json_output: boo
     table = Table(box=None, pad_edge=False, title=f"faceid selfaug: {summary['kept']} of {summary['edited']} kept "
                   f"({summary['rule']})", caption="ID loss and CLIP score: means over kept / rejected edits",
                   title_justify="left", caption_justify="left")
-    for header in ("kept", "no face", "ID loss", "CLIP"):
+    for header in ("kept / edits", "no face", "ID loss", "CLIP"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("edit prompt", ratio=1)
 
