@@ -23,6 +23,8 @@ MODEL_ALIASES = {
 FACECLIP_RELEASE = {"repo": "ByteDance/FaceCLIP", "encoder": "face_clip_encoder.pt", "unet": "unet.pt",
                     "license": "CC-BY-NC-4.0 (non-commercial use only)"}
 KNOWN_MODELS = TINY_MODELS + WORLD_MODELS + tuple(MODEL_ALIASES)
+#: weight precisions (``--dtype``); auto: bf16 (fp16 without bf16 support) on CUDA, fp32 on the CPU
+DTYPES = ("auto", "fp32", "fp16", "bf16")
 #: samplers (``--scheduler``); faceid_cli.models.schedulers maps each to its diffusers class
 SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++2m-karras", "dpm++sde", "unipc",
                    "ddpm")

@@ -79,3 +79,15 @@ def build_machine_paths(folder) -> list[str]:
             if text == "_name_or_path" or text.startswith("/") or text[1:3] == ":\\":
                 found.append(f"{path}: {text}")
     return found
+
+
+def as_hub_cache(root, repo_id, folder):
+    """Lay out ``folder`` as the Hugging Face cache stores a downloaded repo."""
+    import shutil
+
+    repo = root / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    return snapshot

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .helpers import assert_one_line_error, parse_json, run_cli
+from .helpers import as_hub_cache, assert_one_line_error, parse_json, run_cli
 
 ARGS = ("--steps", "2", "-n", "2", "--model", "tiny", "--backend", "dlib")
 
@@ -159,6 +159,64 @@ def test_a_missing_encoder_fails_before_anything_is_generated(tmp_path, faces_di
                      "--encoder", tmp_path / "nope", "-o", tmp_path / "out")
     assert_one_line_error(result, 1, "nope", "--encoder")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("broken,fragment", [
+    ("empty.jpg", "empty.jpg"),
+    ("blank.png", "no face found in"),
+])
+def test_a_reference_that_cannot_be_scored_fails_before_anything_is_generated(tmp_path, faces_dir, tiny_clip,
+                                                                               broken, fragment):
+    refs = _faces(faces_dir, tmp_path)
+    if broken == "empty.jpg":
+        (refs / broken).write_bytes(b"")
+    else:
+        Image.new("RGB", (256, 256), (120, 130, 140)).save(refs / broken)
+    # method none never reads the face to generate: it used to fail only when scoring began
+    result = run_cli("evaluate", "--faces", refs, "--method", "none", "--clip", tiny_clip, "-o", tmp_path / "out",
+                     *ARGS)
+    assert_one_line_error(result, 1, fragment, str(refs / broken))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_prompt_without_the_person_is_refused(tmp_path, faces_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("S* as a chef\na bowl of fruit\n")
+    result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--prompts", prompts, "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "needs S*", "'a bowl of fruit'", str(prompts))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "hf"
+
+
+def test_a_base_model_missing_from_the_cache_fails_before_anything_is_generated(tmp_path, faces_dir,
+                                                                                 empty_hub_cache):
+    result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--model", "sd21-base", "-o", tmp_path / "out")
+    assert_one_line_error(result, 1, "sd21-base", "not in the Hugging Face cache", "--allow-download")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_default_clip_missing_from_the_cache_fails_before_anything_is_generated(tmp_path, faces_dir,
+                                                                                   empty_hub_cache):
+    # it used to generate every image first and fail when scoring began
+    result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "-o", tmp_path / "out", *ARGS)
+    assert_one_line_error(result, 1, "'openai/clip-vit-large-patch14'", "hf download", "--allow-download")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_clip_in_the_hub_cache_is_found_by_repo_id_offline(tmp_path, faces_dir, tiny_clip, prompts_file,
+                                                            empty_hub_cache):
+    as_hub_cache(empty_hub_cache, "someone/tiny-clip", tiny_clip)
+    result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--prompts", prompts_file, "--clip",
+                     "someone/tiny-clip", "-o", tmp_path / "out", "--json", *ARGS)
+    assert result.exit_code == 0, result.stderr
+    assert parse_json(result)["results"][0]["images"] == 4  # 1 face x 2 prompts x 2 images, all scored
 
 
 def test_evaluate_compares_m2_and_faceclip_on_tiny_xl(tmp_path, faces_dir, tiny_clip, prompts_file):

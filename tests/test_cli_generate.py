@@ -238,6 +238,17 @@ def test_bad_values_exit_2(faces_dir, tmp_path, args, fragment):
     assert_one_line_error(result, 2, fragment)
 
 
+@pytest.mark.parametrize("command", ["batch", "evaluate", "selfaug"])
+def test_every_command_that_loads_a_model_refuses_an_unknown_dtype(faces_dir, tmp_path, command):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"face": str(faces_dir / "obama.jpg"), "prompt": "S* as a chef"}) + "\n")
+    args = {"batch": ["batch", jobs], "evaluate": ["evaluate", "--faces", faces_dir / "obama.jpg"],
+            "selfaug": ["selfaug", "build", "--names", "world"]}[command]
+    result = run_cli(*args, "--dtype", "fp64", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "--dtype", "fp64", "auto, fp32, fp16, bf16")
+    assert not (tmp_path / "out").exists()
+
+
 def test_fake_identity_file(tmp_path):
     fake = tmp_path / "id.safetensors"
     fake.write_bytes(b"not safetensors at all")

@@ -8,7 +8,7 @@ import pytest
 from faceid_cli.errors import InvalidArgumentError
 from faceid_cli.models.registry import find_in_cache, resolve_model
 
-from .helpers import assert_one_line_error, parse_json, run_cli
+from .helpers import as_hub_cache, assert_one_line_error, parse_json, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +27,6 @@ def sdxl_encoder(tmp_path_factory):
     return build_random_m2_encoder((32, 32), seed=7).save_pretrained(tmp_path_factory.mktemp("enc") / "m2-xl")
 
 
-def _hub_cache(root, repo_id, folder):
-    """Lay out ``folder`` as the Hugging Face cache stores a downloaded repo."""
-    import shutil
-
-    repo = root / "hub" / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / ("0" * 40)
-    shutil.copytree(folder, snapshot)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0" * 40)
-    return snapshot
-
-
 def test_local_folder_with_a_trained_encoder(faces_dir, tmp_path, saved_sdxl, sdxl_encoder):
     result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--model", saved_sdxl,
                      "--encoder", sdxl_encoder, "--steps", "2", "--seed", "1", "-o", tmp_path, "--json")
@@ -51,7 +39,7 @@ def test_repo_id_from_the_hugging_face_cache(faces_dir, tmp_path, saved_sdxl, sd
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    snapshot = _hub_cache(tmp_path / "hf", "someone/tiny-sdxl", saved_sdxl)
+    snapshot = as_hub_cache(tmp_path / "hf", "someone/tiny-sdxl", saved_sdxl)
     assert find_in_cache("someone/tiny-sdxl") == snapshot
     assert resolve_model("someone/tiny-sdxl").kind == "repo"
     result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--model", "someone/tiny-sdxl",
@@ -92,7 +80,7 @@ def test_model_identifiers():
 def test_models_command_reports_the_cache(tmp_path, saved_sdxl, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    _hub_cache(tmp_path / "hf", "stabilityai/stable-diffusion-xl-base-1.0", saved_sdxl)
+    as_hub_cache(tmp_path / "hf", "stabilityai/stable-diffusion-xl-base-1.0", saved_sdxl)
     result = run_cli("models", "--json")
     assert result.exit_code == 0
     found = {row["name"]: row["found"] for row in parse_json(result)["models"]}

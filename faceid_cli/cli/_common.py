@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..config import DEBUG_ENV, FACE_BACKEND_ENV, INSIGHTFACE_ROOT_ENV, MAX_PIXELS_ENV
+from ..names import DTYPES
 from ..names import FACE_BACKENDS as BACKEND_NAMES
 from ..names import INSIGHTFACE_PACKS
 
@@ -152,6 +153,10 @@ def complete_pack(incomplete: str) -> list[str]:
     return [name for name in INSIGHTFACE_PACKS if name.startswith(incomplete)]
 
 
+def complete_dtype(incomplete: str) -> list[str]:
+    return [name for name in DTYPES if name.startswith(incomplete)]
+
+
 def one_of(names: tuple[str, ...]):
     """An option callback refusing values outside ``names`` (a usage error, exit 2)."""
 
@@ -204,6 +209,25 @@ DetectionSizeOption = Annotated[
         "--detection-size", min=64,
         help="Long side the detector sees; larger finds smaller faces, slower "
         "[default: dlib 1024, insightface 640].",
+    ),
+]
+
+# Options shared by the commands that load a model.
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")
+]
+DtypeOption = Annotated[
+    str,
+    typer.Option(
+        "--dtype", callback=one_of(DTYPES), autocompletion=complete_dtype,
+        help="Weights' precision: auto (bf16, or fp16 where bf16 is missing, on cuda; fp32 on cpu), fp32, fp16, bf16.",
+    ),
+]
+AllowDownloadOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-download",
+        help="Download a missing model from the Hugging Face Hub (without it models are looked up offline).",
     ),
 ]
 

@@ -9,7 +9,10 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    AllowDownloadOption,
     BackendOption,
+    DeviceOption,
+    DtypeOption,
     DetectionSizeOption,
     InsightfaceRootOption,
     JsonOption,
@@ -77,9 +80,9 @@ def batch(
     width: Annotated[int | None, typer.Option("--width", min=8, help="Default width [default: the model's].")] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Default negative prompt.")] = None,
     identity_token: Annotated[str | None, typer.Option("--identity-token", help=f"Default identity word [default: {DEFAULTS['identity_token']}].")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto, fp32, fp16, bf16.")] = "auto",
-    allow_download: Annotated[bool, typer.Option("--allow-download", help="Download missing models.")] = False,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    allow_download: AllowDownloadOption = False,
     backend: BackendOption = "auto",
     insightface_root: InsightfaceRootOption = None,
     insightface_pack: PackOption = None,

@@ -10,7 +10,10 @@ import typer
 from ..names import GENERATION_DEFAULTS as DEFAULTS
 from ..names import METHODS
 from ._common import (
+    AllowDownloadOption,
     BackendOption,
+    DeviceOption,
+    DtypeOption,
     DetectionSizeOption,
     InsightfaceRootOption,
     JsonOption,
@@ -54,8 +57,9 @@ def evaluate(
     shard: Annotated[str | None, typer.Option("--shard", metavar="I/N|auto", help="Generate only shard I of N; "
                                               "then run without --shard to score and report.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images rendered at once.")] = 4,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto, fp32, fp16, bf16.")] = "auto",
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    allow_download: AllowDownloadOption = False,
     backend: BackendOption = "auto",
     insightface_root: InsightfaceRootOption = None,
     insightface_pack: PackOption = None,
@@ -88,6 +92,7 @@ def evaluate(
         from ..evaluate.run import run_on_images
 
         result = run_on_images(out, images, backend=backend, clip=clip, neutral=neutral, seed=seed,
+                               allow_download=allow_download,
                                analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size),
                                on_note=note if human else None)
         _show(result, out, json_output, "images in " + str(images))
@@ -107,7 +112,7 @@ def evaluate(
             guidance=guidance, backend=backend,
             analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
             clip=clip, neutral=neutral, shard=parse_shard(shard), batch_size=batch_size, device=device, dtype=dtype,
-            on_step=advance, on_note=note if human else None)
+            allow_download=allow_download, on_step=advance, on_note=note if human else None)
     _show(result, out, json_output, f"{model}, {len(photos)} faces x {len(prompt_list)} prompts x {num_images} images")
     if result.failed:
         from ._common import print_error

@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    AllowDownloadOption,
     BackendOption,
+    DeviceOption,
+    DtypeOption,
     DetectionSizeOption,
     InsightfaceRootOption,
     JsonOption,
@@ -75,7 +78,7 @@ def encode(
     encoder: EncoderOption = None,
     method: MethodOption = DEFAULTS["method"],
     face_index: FaceIndexOption = DEFAULTS["face_index"],
-    device: Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     json_output: JsonOption = False,
     backend: BackendOption = "auto",
     insightface_root: InsightfaceRootOption = None,
@@ -149,10 +152,9 @@ def generate(
     text_negative: Annotated[bool, typer.Option(
         "--text-negative", help="faceclip: encode the negative prompt with the base's text encoders alone, "
         "instead of the release's negative branch (a black face through FaceCLIP, no prefix).")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N.")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16/fp16 on cuda, fp32 on cpu), fp32, fp16, bf16.")] = "auto",
-    allow_download: Annotated[bool, typer.Option("--allow-download",
-                                                 help="Download a missing model from the Hugging Face Hub.")] = False,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    allow_download: AllowDownloadOption = False,
     json_output: JsonOption = False,
     backend: BackendOption = "auto",
     insightface_root: InsightfaceRootOption = None,
@@ -168,10 +170,7 @@ def generate(
     """
     from ..generate import GenerationSettings, prepare
     from ..generate import generate as render
-    from ..models.registry import DTYPES
 
-    if dtype not in DTYPES:
-        raise typer.BadParameter(f"'{dtype}' is not one of {', '.join(DTYPES)}", param_hint="'--dtype'")
     pipeline, identity, prompt = prepare(
         face, prompt, model=model, encoder=encoder, method=method, device=device, dtype=dtype,
         allow_download=allow_download, backend=backend,

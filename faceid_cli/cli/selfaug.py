@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 
 from ..names import GENERATION_DEFAULTS as DEFAULTS
-from ._common import BackendOption, JsonOption, new_app, note, print_json, progress_bar, stdout_console
+from ._common import (
+    AllowDownloadOption,
+    BackendOption,
+    DeviceOption,
+    DtypeOption,
+    JsonOption,
+    new_app,
+    note,
+    print_error,
+    print_json,
+    progress_bar,
+    stdout_console,
+)
 from .generate import ModelOption
 
 app = new_app(name="selfaug", help="Build the self-augmented editability dataset with the text-to-image model "
@@ -46,8 +58,9 @@ def build(
     neutral: Annotated[str, typer.Option("--neutral", help="What replaces the name for the CLIP score.")] = "a person",
     shard: Annotated[str | None, typer.Option("--shard", metavar="I/N|auto", help="Do only the names of shard I of "
                                               "N (name k goes to shard k mod N); then 'faceid selfaug merge'.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto, fp32, fp16, bf16.")] = "auto",
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    allow_download: AllowDownloadOption = False,
     backend: BackendOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
@@ -58,7 +71,8 @@ def build(
     with S* in its place; (4) ID loss (1 - identity cosine to the source face; no face: worst) and
     CLIP score (name replaced by --neutral). Without --shard the dataset is ranked and written at
     the end: manifest.jsonl (the kept triplets, read by 'faceid train'), summary.json and
-    contact-sheet.png. A killed run re-run resumes where it stopped.
+    contact-sheet.png. A killed run re-run resumes where it stopped; one whose generation failed
+    exits 1, and running it again retries what failed.
     """
     from ..jobs import parse_shard
     from ..selfaug.build import (
@@ -79,7 +93,7 @@ def build(
                              per_prompt=per_prompt, sources=sources, keep=keep, min_face=min_face, seed=seed,
                              batch_size=batch_size, steps=steps, guidance=guidance, clip=clip, neutral=neutral,
                              backend=backend, device=device, dtype=dtype, rule=rule,
-                             source_prompt=read_source_prompt(source_prompt, names))
+                             source_prompt=read_source_prompt(source_prompt, names), allow_download=allow_download)
     index, count = parse_shard(shard)
     human = not json_output
     names_here = len(range(index, len(settings.names), count))
@@ -88,6 +102,11 @@ def build(
         counts = run_build(out, settings, (index, count), on_step=advance, on_note=note if human else None)
     summary = merge(out) if count == 1 else None
     _show(out, counts, summary, json_output, count)
+    if counts["failed_jobs"]:
+        failed = len(counts["failed_jobs"])
+        print_error(f"{failed} generation job{'s' if failed != 1 else ''} failed (the first: "
+                    f"{next(iter(counts['failed_jobs'].values()))}); run the same command again to retry")
+        raise typer.Exit(1)
 
 
 @app.command("merge")

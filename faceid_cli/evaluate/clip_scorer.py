@@ -32,6 +32,32 @@ def resolve_clip(name: str) -> tuple[str, bool]:
     return name, False
 
 
+def check_clip_available(name: str, allow_download: bool = False) -> None:
+    """Raise the one-line error now if the scorer ``name`` cannot be loaded for want of files:
+    the commands that score call this before they generate, not after hours of it."""
+    from ..models.registry import hub_cache_dir, is_repo_id
+
+    location, local = resolve_clip(name)
+    world = "or use --clip world for the miniature world"
+    if local:
+        if not (Path(location) / "config.json").is_file():
+            raise MissingModelError(f"the CLIP scorer '{name}' has no config.json in '{location}'",
+                                    f"pass the folder a CLIPModel was saved to, {world}")
+        return
+    if not is_repo_id(location):
+        raise MissingModelError(f"the CLIP scorer '{name}' is neither a folder nor a Hugging Face repo id",
+                                f"check the --clip path or repo id, {world}")
+    if allow_download:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(location, "config.json", cache_dir=str(hub_cache_dir())), str):
+        raise MissingModelError(
+            f"the CLIP scorer '{name}' is not in the Hugging Face cache at {hub_cache_dir()}",
+            f"download it once with 'hf download {location}' (or pass --allow-download), pass a local folder, {world}",
+        )
+
+
 class ClipScorer:
     def __init__(self, model, processor, tokenizer, name: str):
         self.model = model.eval()
@@ -44,6 +70,7 @@ class ClipScorer:
                         dtype: torch.dtype = torch.float32, allow_download: bool = False) -> ClipScorer:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
+        check_clip_available(name, allow_download)
         location, local = resolve_clip(name)
         kwargs = {} if local else {"local_files_only": not allow_download}
         if not local:

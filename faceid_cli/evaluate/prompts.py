@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
+from ..names import GENERATION_DEFAULTS
 
 #: DreamIdentity's appendix (Fig. 7): the edit prompts of the self-augmented set and its figures
 DREAMIDENTITY = (
@@ -51,4 +52,9 @@ def load_prompts(spec: str) -> list[str]:
                if line.strip() and not line.lstrip().startswith("#")]
     if not prompts:
         raise InvalidArgumentError(f"--prompts file '{path}' has no prompt", "write one prompt a line")
+    token = GENERATION_DEFAULTS["identity_token"]
+    missing = [prompt for prompt in prompts if token not in prompt]
+    if missing:
+        raise InvalidArgumentError(f"every prompt in '{path}' needs {token} where the person goes: {missing[0]!r}",
+                                   f"write prompts like '{token} as a chef'")
     return prompts

@@ -142,7 +142,7 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
                    num_images: int = 4, seed: int = 0, steps: int = 30, guidance: float = 7.5,
                    backend: str = "auto", analyzer_options=None, clip: str | None = None, neutral: str = "a person",
                    shard: tuple[int, int] = (0, 1), batch_size: int = 4, device: str = "auto", dtype: str = "auto",
-                   on_step=None, on_note=None) -> EvaluationResult:
+                   allow_download: bool = False, on_step=None, on_note=None) -> EvaluationResult:
     """Generate what is missing, then (unless sharded) score every image and write the reports."""
     from ..batch import BatchRunner, Manifest, manifest_name, plan, prepare_resume
     from ..faces.analyzer import AnalyzerOptions
@@ -154,14 +154,22 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
     if not faces or not prompts or not variants:
         raise InvalidArgumentError("nothing to evaluate", "give --faces, --prompts and at least one --method")
     from ..errors import MissingModelError
+    from ..models.registry import check_model_available, resolve_model
+    from .clip_scorer import check_clip_available
 
-    for variant in variants:  # before any model loads: every job would fail on it
+    # before any model loads or any image is made: every job, or the scoring at the end, would fail
+    for variant in variants:
         if variant.encoder is not None and not Path(variant.encoder).exists():
             raise MissingModelError(f"encoder checkpoint '{variant.encoder}' not found", "check the --encoder path")
+    check_model_available(resolve_model(model), allow_download)
+    clip = clip or default_clip(model)
+    if shard[1] == 1:  # a shard only generates
+        check_clip_available(clip, allow_download)
     note = on_note or (lambda message: None)
     out = Path(out)
     images_dir = out / IMAGES
     options = analyzer_options or AnalyzerOptions(model=model)
+    analyzer, references = check_references(faces, backend, options)
     settings = {"model": model, "steps": steps, "guidance": guidance}
     jobs, meaning = evaluation_jobs(faces, prompts, variants, num_images=num_images, seed=seed, settings=settings)
     mine, items = plan(shard_jobs(jobs, *shard))
@@ -182,7 +190,7 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
     def load_pipeline(**kwargs):
         return FaceIDPipeline.from_model(kwargs["model"], encoder=kwargs["encoder"], method=kwargs["method"],
                                          device=device, dtype=dtype, face_backend=backend, analyzer_options=options,
-                                         identity_token=kwargs["identity_token"])
+                                         identity_token=kwargs["identity_token"], allow_download=allow_download)
 
     manifest_path = images_dir / manifest_name(shard)
     defaults = {**GENERATION_DEFAULTS, "encoder": None, "height": None, "width": None, "face_index": 0}
@@ -206,9 +214,10 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
         from ..errors import FaceIDError
 
         raise FaceIDError(f"no image was generated in '{images_dir}'", "see the errors above; fix them and re-run")
-    result.rows = score_records(images_dir, records, meaning, backend=backend, options=options, clip=clip or
-                                default_clip(model), neutral=neutral, encode_seconds=_load_encode_seconds(images_dir),
-                                note=note, context_check=is_world(model))
+    result.rows = score_records(images_dir, records, meaning, backend=backend, options=options, clip=clip,
+                                neutral=neutral, encode_seconds=_load_encode_seconds(images_dir), note=note,
+                                context_check=is_world(model), allow_download=allow_download, analyzer=analyzer,
+                                known_references=references)
     result.summaries = {
         "variant": _summaries(result.rows, "variant", seed),
         "variant_prompt": _summaries(result.rows, ("variant", "prompt"), seed),
@@ -284,7 +293,8 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
 
 
 def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_options=None, clip: str | None = None,
-                  neutral: str = "a person", seed: int = 0, on_note=None) -> EvaluationResult:
+                  neutral: str = "a person", seed: int = 0, allow_download: bool = False,
+                  on_note=None) -> EvaluationResult:
     """Score images a user already made (``generate`` or ``batch`` output) and write the reports."""
     from ..faces.analyzer import AnalyzerOptions
 
@@ -299,7 +309,8 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
         meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "face", "prompt")}
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
-                           neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model))
+                           neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model),
+                           allow_download=allow_download)
     result = EvaluationResult(rows=scored, summaries={
         "variant": _summaries(scored, "variant", seed),
         "variant_prompt": _summaries(scored, ("variant", "prompt"), seed),
@@ -309,6 +320,22 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     result.paths = write_reports(Path(out), scored, result.summaries, "variant")
     result.paths["scatter"] = scatter_plot(scored, "variant", Path(out) / "scatter.png")
     return result
+
+
+def check_references(faces: list[Path], backend: str, options) -> tuple[object, dict[str, tuple]]:
+    """Every reference photo must be readable and show a face: otherwise fail before generating,
+    naming the photo (its images could never be scored). Returns the analyzer and each reference's
+    (image, identity embedding), which the scoring reuses."""
+    from ..faces import load_analyzer
+    from ..images import load_image
+    from .metrics import reference_embedding
+
+    analyzer = load_analyzer(backend, options)
+    references = {}
+    for face in faces:
+        image = load_image(face)
+        references[str(face)] = (image, reference_embedding(analyzer, image, source=str(face)))
+    return analyzer, references
 
 
 def is_world(model: str) -> bool:
@@ -325,20 +352,22 @@ def default_clip(model: str) -> str:
 
 
 def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict], *, backend: str, options,
-                  clip: str, neutral: str, encode_seconds: dict, note, context_check: bool = False) -> list[dict]:
+                  clip: str, neutral: str, encode_seconds: dict, note, context_check: bool = False,
+                  allow_download: bool = False, analyzer=None, known_references: dict | None = None) -> list[dict]:
     """One row per generated image: its variant, face, prompt, seed, file and both scores; with
     ``context_check`` (world models) also the world's ground-truth context figures
-    (:mod:`.world_check`)."""
+    (:mod:`.world_check`). ``known_references``: (image, embedding) of reference photos already
+    read (:func:`check_references`); the others are read here."""
     from ..faces import load_analyzer
     from ..images import load_image
     from .clip_scorer import ClipScorer
     from .metrics import face_similarity, reference_embedding, text_alignment
 
-    analyzer = load_analyzer(backend, options)
-    scorer = ClipScorer.from_pretrained(clip)
+    scorer = ClipScorer.from_pretrained(clip, allow_download=allow_download)
+    analyzer = analyzer or load_analyzer(backend, options)
     note(f"scoring with {analyzer.description} and CLIP '{clip}'")
-    references: dict[str, object] = {}
-    reference_images: dict[str, object] = {}
+    reference_images = {face: image for face, (image, _) in (known_references or {}).items()}
+    references = {face: embedding for face, (_, embedding) in (known_references or {}).items()}
     rows = []
     records = [r for r in records if r["job"] in meaning]
     records.sort(key=lambda r: (r["job"], r["seed"]))

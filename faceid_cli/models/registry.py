@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidArgumentError, MissingModelError
-from ..names import KNOWN_MODELS, MODEL_ALIASES, TINY_MODELS, WORLD_MODELS
+from ..names import DTYPES, KNOWN_MODELS, MODEL_ALIASES, TINY_MODELS, WORLD_MODELS
 
 ALIASES = MODEL_ALIASES
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_repo_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hugging Face repo id (owner/name)."""
+    return bool(_REPO_ID.match(name))
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def resolve_model(name: str) -> ModelRef:
         return ModelRef(name, "folder", str(path))
     if path.is_file() or path.suffix in (".safetensors", ".ckpt", ".pt", ".bin"):
         return ModelRef(name, "file", str(path))
-    if _REPO_ID.match(name):
+    if is_repo_id(name):
         return ModelRef(name, "repo", name)
     raise InvalidArgumentError(
         f"unknown model '{name}'",
@@ -126,9 +131,6 @@ def resolve_device(device: str = "auto"):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgumentError(f"--device {device}: no CUDA device is available here", "use --device cpu")
     return resolved
-
-
-DTYPES = ("auto", "fp32", "fp16", "bf16")
 
 
 def resolve_dtype(dtype: str, device):

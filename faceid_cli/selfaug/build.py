@@ -82,8 +82,11 @@ def read_edit_prompts(spec: str | None) -> list[str]:
     prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
                if line.strip() and not line.lstrip().startswith("#")]
     missing = [p for p in prompts if NAME not in p]
-    if not prompts or missing:
-        raise InvalidArgumentError(f"every edit prompt in '{path}' needs {NAME}" + (f": '{missing[0]}'" if missing else ""),
+    if not prompts:
+        raise InvalidArgumentError(f"edit prompts file '{path}' has no prompt",
+                                   f"write one a line, like '{APPENDIX_PROMPTS[6]}'")
+    if missing:
+        raise InvalidArgumentError(f"every edit prompt in '{path}' needs {NAME}: '{missing[0]}'",
                                    f"write prompts like '{APPENDIX_PROMPTS[6]}'")
     return prompts
 
@@ -122,10 +125,20 @@ class BuildSettings:
     dtype: str = "auto"
     rule: str = "rank-sum"
     source_prompt: str = SOURCE_PROMPT
+    allow_download: bool = False
     extra: dict = field(default_factory=dict)
 
     def record(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("names", "extra")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("names", "extra", "allow_download")}
+
+    def check_inputs(self) -> None:
+        """Fail now, not after hours of generation, when the model or the CLIP scorer is missing."""
+        from ..evaluate.clip_scorer import check_clip_available
+        from ..evaluate.run import default_clip
+        from ..models.registry import check_model_available, resolve_model
+
+        check_model_available(resolve_model(self.model), self.allow_download)
+        check_clip_available(self.clip or default_clip(self.model), self.allow_download)
 
 
 def source_seed(seed: int, name_index: int, candidate: int) -> int:
@@ -151,6 +164,7 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
     from ..names import GENERATION_DEFAULTS
     from ..pipeline_faceid import FaceIDPipeline
 
+    settings.check_inputs()
     note = on_note or (lambda message: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,11 +178,14 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
         if key not in pipelines:
             pipelines[key] = FaceIDPipeline.from_model(kwargs["model"], method="none", device=settings.device,
                                                        dtype=settings.dtype, face_backend=settings.backend,
-                                                       analyzer_options=options)
+                                                       analyzer_options=options,
+                                                       allow_download=settings.allow_download)
         return pipelines[key]
 
     defaults = {**GENERATION_DEFAULTS, "model": settings.model, "method": "none", "encoder": None, "height": None,
                 "width": None, "steps": settings.steps, "guidance": settings.guidance}
+
+    failed: dict[str, str] = {}  # job -> error: generation that failed (a re-run tries it again)
 
     def run(folder: Path, jobs: list) -> dict[str, dict]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -180,7 +197,7 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
             pending, _ = prepare_resume(folder, items, manifest)
             runner = BatchRunner(folder, manifest, defaults=defaults, batch_size=settings.batch_size,
                                  load_pipeline=load_pipeline, on_step=on_step)
-            runner.run(planned, pending)
+            failed.update(runner.run(planned, pending).failed_jobs)
             return {r["files"][0]: r for r in manifest.records if r.get("status") == "ok"}
 
     # step 2: source faces
@@ -255,7 +272,8 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
             except (json.JSONDecodeError, KeyError):
                 continue  # a line cut off by a kill: scored again
     todo = [(file, record) for file, record in sorted(edits_done.items()) if f"edits/{file}" not in done]
-    scorer = ClipScorer.from_pretrained(settings.clip or default_clip(settings.model)) if todo else None
+    scorer = ClipScorer.from_pretrained(settings.clip or default_clip(settings.model),
+                                        allow_download=settings.allow_download) if todo else None
     if scores_path.is_file() and scores_path.stat().st_size and not scores_path.read_bytes().endswith(b"\n"):
         with open(scores_path, "a", encoding="utf-8") as handle:
             handle.write("\n")  # end the line a kill cut off, so the next record starts on its own
@@ -281,7 +299,7 @@ def build(out: Path, settings: BuildSettings, shard: tuple[int, int] = (0, 1), o
     (out / f"settings{shard_suffix(shard)}.json").write_text(json.dumps(settings.record(), indent=2) + "\n",
                                                              encoding="utf-8")
     return {"names": len(mine), "sources_accepted": len(accepted), "source_rejections": rejections,
-            "edited_images": len(edits_done), "scored_now": len(todo)}
+            "edited_images": len(edits_done), "scored_now": len(todo), "failed_jobs": failed}
 
 
 def merge(out: Path, keep: float | None = None, rule: str | None = None) -> dict:
