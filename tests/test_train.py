@@ -74,6 +74,31 @@ def test_bad_values_fail_before_any_work(tmp_path):
         assert_one_line_error(run_cli("train", "--print-config", "--set", f"{key}=-1"), 2, f"{key} = -1")
 
 
+@pytest.mark.parametrize("assignment,fragment", [
+    ("train.learning_rate=-5e-5", "train.learning_rate = -5e-05 must be above 0"),
+    ("train.learning_rate=0", "must be above 0"),
+    ("train.unet_learning_rate=0.0", "train.unet_learning_rate = 0.0 must be above 0"),
+    ("train.reg_weight=nan", "train.reg_weight = nan must be 0 or more"),
+    ("train.max_grad_norm=-1", "train.max_grad_norm = -1 must be 0 or more"),
+    ("train.steps=1.5", "train.steps = 1.5 must be a positive integer"),
+    ("output.checkpoint_every=0", "output.checkpoint_every = 0 must be a positive integer"),
+    ("output.validate_every=0", "output.validate_every"),
+    ("output.keep_checkpoints=0", "output.keep_checkpoints"),
+    ("data.resolution=0", "data.resolution"),
+    ("data.workers=-1", "data.workers = -1 must be a whole number, 0 or more"),
+    ("model.num_words=0", "model.num_words = 0 must be a positive integer"),
+])
+def test_numbers_out_of_range_are_refused_with_their_names(assignment, fragment):
+    assert_one_line_error(run_cli("train", "--print-config", "--set", assignment), 2, fragment)
+
+
+def test_numbers_at_their_edges_are_accepted():
+    result = run_cli("train", "--print-config", "--set", "train.max_grad_norm=0", "--set", "train.lr_warmup_steps=0",
+                     "--set", "train.weight_decay=0", "--set", "train.learning_rate=1")
+    assert result.exit_code == 0, result.stderr
+    assert "max_grad_norm = 0" in result.stdout and "learning_rate = 1\n" in result.stdout
+
+
 def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen(tmp_path, faces_dir, monkeypatch):
     from faceid_cli.train import loop
 
@@ -261,6 +286,27 @@ def test_a_run_whose_base_model_is_missing_leaves_no_output_folder(tmp_path, fac
     result = run_cli("train", saved)
     assert result.exit_code in (1, 2) and "no-model" in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_base_missing_from_the_cache_names_the_flag_that_fetches_it(tmp_path, faces_dir, monkeypatch):
+    from faceid_cli.errors import MissingModelError
+    from faceid_cli.models import registry
+    from faceid_cli.train.config import dumps_toml
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    saved = tmp_path / "config.toml"
+    saved.write_text(dumps_toml(_config(tmp_path, faces_dir, extra=['model.base="sd21-base"'])))
+    assert_one_line_error(run_cli("train", saved), 1, "sd21-base", "not in the Hugging Face cache", "--allow-download")
+    asked = []
+
+    def no_network(ref, device, dtype, allow_download=False):
+        asked.append(allow_download)
+        raise MissingModelError("no network here", "try elsewhere")
+
+    monkeypatch.setattr(registry, "load_pipeline", no_network)
+    assert_one_line_error(run_cli("train", saved, "--allow-download"), 1, "no network here")
+    assert asked == [True]
 
 
 def test_unreadable_and_faceless_photos_are_skipped_and_counted(tmp_path, faces_dir):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import new_app, note, print_json, progress_bar, stdout_console
+from ._common import AllowDownloadOption, new_app, note, print_json, progress_bar, stdout_console
 
 app = new_app()
 
@@ -32,6 +32,7 @@ def train(
                                                 "defaults, the file and --set applied) and exit.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document at the end (metrics on "
                                               "stdout as JSON lines are in output/metrics.jsonl).")] = False,
+    allow_download: AllowDownloadOption = False,
 ) -> None:
     """Train the M² ID encoder (DreamIdentity §3.2-3.4) on a frozen text-to-image model.
 
@@ -66,7 +67,7 @@ def train(
 
     with progress_bar("Training", total=config["train"]["steps"], enabled=human) as advance:
         result = run(config, resume=resume, on_step=lambda record: show(record, advance),
-                     on_note=note if human else None)
+                     on_note=note if human else None, allow_download=allow_download)
     last = result.metrics[-1] if result.metrics else {}
     if json_output:
         print_json({"encoder": str(result.encoder_dir), "steps": result.steps, "data": result.data, "last": last})

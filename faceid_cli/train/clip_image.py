@@ -17,7 +17,7 @@ from ..errors import InvalidArgumentError
 from .m2 import frozen_features  # noqa: F401  (the tower's class feature, cached per item like M²'s)
 
 
-def build(config: dict, pipe):
+def build(config: dict, pipe, allow_download: bool = False):
     """A fresh encoder whose tower is ``model.clip``'s image side, or ``model.init_encoder``."""
     from ..conditioning import word_dims_of
     from ..encoders.clip_image import ClipImageEncoder
@@ -31,7 +31,7 @@ def build(config: dict, pipe):
         encoder = method.load_encoder(method.locate_encoder(model["init_encoder"]))
         method.check_encoder(encoder, dims, model["init_encoder"])
     else:
-        clip = ClipScorer.from_pretrained(model["clip"]).model
+        clip = ClipScorer.from_pretrained(model["clip"], allow_download=allow_download).model
         vision = {k: v for k, v in clip.config.vision_config.to_diff_dict().items()
                   if k not in ("transformers_version", "model_type")}
         encoder = ClipImageEncoder(vision=vision, word_dims=dims, num_words=model["num_words"])

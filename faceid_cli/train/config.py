@@ -120,6 +120,18 @@ CHOICES = {
     ("output", "report_to"): (None, "tensorboard", "wandb"),
 }
 
+#: the numbers a run needs in range: each (section, key) and what it must be. A 0 or negative
+#: learning rate trains nothing (or backwards); an interval of 0 fails after the first step.
+WHOLE_AT_LEAST_1 = (("train", "steps"), ("train", "batch_size"), ("train", "micro_batch_size"),
+                    ("model", "num_words"), ("model", "hidden_dim"), ("data", "resolution"),
+                    ("output", "checkpoint_every"), ("output", "keep_checkpoints"), ("output", "log_every"),
+                    ("output", "validate_every"), ("output", "validation_steps"))
+WHOLE_AT_LEAST_0 = (("train", "lr_warmup_steps"), ("train", "seed"), ("data", "workers"))
+ABOVE_0 = (("train", "learning_rate"), ("train", "backbone_learning_rate"), ("train", "unet_learning_rate"))
+# a negative weight rewards what it should weigh; max_grad_norm 0 turns clipping off
+AT_LEAST_0 = (("train", "reg_weight"), ("train", "face_loss_weight"), ("train", "weight_decay"),
+              ("train", "alignment_weight"), ("train", "max_grad_norm"))
+
 
 def merge(base: dict, override: dict, where: str = "") -> dict:
     """``base`` with ``override``'s values; a key ``base`` lacks fails with its dotted name."""
@@ -193,10 +205,16 @@ def check(config: dict) -> None:
         if config[section][key] not in allowed:
             raise InvalidArgumentError(f"{section}.{key} = {config[section][key]!r} is not one of "
                                        f"{', '.join(map(str, allowed))}", "fix the config")
+    rules = [(WHOLE_AT_LEAST_1, "a positive integer", lambda v: _whole(v) and v >= 1),
+             (WHOLE_AT_LEAST_0, "a whole number, 0 or more", lambda v: _whole(v) and v >= 0),
+             (ABOVE_0, "above 0", lambda v: v > 0),
+             (AT_LEAST_0, "0 or more", lambda v: v >= 0)]
+    for names, meaning, holds in rules:
+        for section, key in names:
+            value = config[section][key]
+            if not holds(value):  # NaN fails every comparison, so it is refused too
+                raise InvalidArgumentError(f"{section}.{key} = {value!r} must be {meaning}", "fix the config")
     train = config["train"]
-    for key in ("steps", "batch_size", "micro_batch_size"):
-        if not isinstance(train[key], int) or train[key] < 1:
-            raise InvalidArgumentError(f"train.{key} = {train[key]!r} must be a positive integer", "fix the config")
     if train["batch_size"] % train["micro_batch_size"]:
         raise InvalidArgumentError(
             f"train.batch_size {train['batch_size']} is not a multiple of train.micro_batch_size "
@@ -207,11 +225,10 @@ def check(config: dict) -> None:
         raise InvalidArgumentError(f"train.backbone = {backbone!r}", "use frozen, all, or last:N")
     if not 0.0 <= float(config["data"]["triplet_fraction"]) <= 1.0:
         raise InvalidArgumentError("data.triplet_fraction must be between 0 and 1", "fix the config")
-    for key in ("reg_weight", "face_loss_weight"):  # a negative one rewards what it should weigh
-        if float(train[key]) < 0:
-            raise InvalidArgumentError(f"train.{key} = {train[key]!r} must not be negative", "fix the config")
-    if config["model"]["num_words"] < 1:
-        raise InvalidArgumentError("model.num_words must be at least 1", "fix the config")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def dumps_toml(config: dict) -> str:

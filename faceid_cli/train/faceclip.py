@@ -230,7 +230,7 @@ def save_trained(trainee: FaceClipTrainee, folder) -> None:
         trainee.unet.save_pretrained(Path(folder) / "unet", safe_serialization=True)
 
 
-def build(config: dict, pipe) -> FaceClipTrainee:
+def build(config: dict, pipe, allow_download: bool = False) -> FaceClipTrainee:
     train = config["train"]
     check_parts(train["faceclip_trains"], train["alignment_targets"])
     encoder = build_encoder(config, pipe)
@@ -238,7 +238,8 @@ def build(config: dict, pipe) -> FaceClipTrainee:
     if clip_for(config):
         from ..evaluate.clip_scorer import ClipScorer
 
-        scorer = ClipScorer.from_pretrained(config["model"]["clip"], device=pipe.unet.device)
+        scorer = ClipScorer.from_pretrained(config["model"]["clip"], device=pipe.unet.device,
+                                            allow_download=allow_download)
     image_dim = scorer.model.config.projection_dim if scorer is not None else None
     trainee = FaceClipTrainee(encoder, pipe.unet if "unet" in train["faceclip_trains"] else None, image_dim)
     trainee.clip_scorer = scorer  # not a submodule: frozen, never saved

@@ -286,8 +286,10 @@ def save_checkpoint(accelerator, encoder, config: dict, out: Path, step: int, ke
 
 # ---- the run -------------------------------------------------------------------------------------
 def train(config: dict, resume: str | None = None, on_step: Callable[[dict], None] | None = None,
-          on_note: Callable[[str], None] | None = None) -> TrainResult:
-    """Run (or resume) a training run as ``config`` says; returns where the final encoder is."""
+          on_note: Callable[[str], None] | None = None, allow_download: bool = False) -> TrainResult:
+    """Run (or resume) a training run as ``config`` says; returns where the final encoder is.
+    ``allow_download``: fetch a base or CLIP missing from the Hugging Face cache (a choice of the
+    machine, not of the recipe: it is not part of the saved config)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from diffusers import DDPMScheduler
@@ -356,7 +358,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
             raise InvalidArgumentError("no training data", "set data.reconstruction (face photos) or data.triplets")
         if all(source.skipped for source in sources):  # no photo has a caption: say so before loading the base
             raise _no_usable_item(Counter(source.skipped for source in sources), data_cfg)
-        pipe = load_pipeline(resolve_model(config["model"]["base"]), accelerator.device, torch.float32)
+        pipe = load_pipeline(resolve_model(config["model"]["base"]), accelerator.device, torch.float32, allow_download)
         text_encoders = [m for m in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
                          if m is not None]
         for module in (pipe.unet, pipe.vae, *text_encoders):
@@ -364,7 +366,7 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the base's own schedule
         # the method's training functions: what trains, its loss, how it is saved
         training = get_method(config["model"]["method"]).training()
-        encoder = training.build(config, pipe)
+        encoder = training.build(config, pipe, allow_download=allow_download)
         groups = training.trainable_groups(encoder, config)
         # a method whose loss needs the targets' CLIP image embeddings brings its scorer
         clip = getattr(encoder, "clip_scorer", None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 
-def build(config: dict, pipe):
+def build(config: dict, pipe, allow_download: bool = False):
     """The module that trains: here the encoder itself."""
     from ..conditioning import word_dims_of
     from .loop import build_encoder_for
