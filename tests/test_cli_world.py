@@ -104,7 +104,9 @@ def test_render_refuses_unknown_context_values_with_exit_2(tmp_path):
     assert "hat=purple" in result.stderr and "red" in result.stderr
     assert not (tmp_path / "x").exists()
     result = runner.invoke(app, ["world", "render", "-o", str(tmp_path / "x"), "--context", "colour=red"])
-    assert result.exit_code == 2 and "attributes:" in result.stderr
+    assert result.exit_code == 2 and "unknown attribute 'colour'" in result.stderr and "attributes:" in result.stderr
+    result = runner.invoke(app, ["world", "render", "-o", str(tmp_path / "x"), "--context", "hat"])
+    assert result.exit_code == 2 and "is not ATTRIBUTE=VALUE" in result.stderr
 
 
 def test_render_refuses_more_people_than_a_population_has(tmp_path):

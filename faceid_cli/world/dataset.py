@@ -25,8 +25,11 @@ def parse_context(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         name, value = name.strip(), value.strip()
-        if not sep or name not in ATTRIBUTES:
+        if not sep:
             raise InvalidArgumentError(f"--context '{part}' is not ATTRIBUTE=VALUE",
+                                       f"attributes: {', '.join(ATTRIBUTES)}")
+        if name not in ATTRIBUTES:
+            raise InvalidArgumentError(f"--context {part}: unknown attribute '{name}'",
                                        f"attributes: {', '.join(ATTRIBUTES)}")
         if value not in ATTRIBUTES[name]:
             raise InvalidArgumentError(f"--context {name}={value}: unknown {name}",
