@@ -43,7 +43,7 @@ def make_demo(out: Path, seed: int = 0, held_out: tuple[int, ...] = DEMO_HELD_OU
     from ..contact_sheet import contact_sheet
     from ..faces import load_analyzer
     from ..images import save_image
-    from ..pipeline_faceid import FaceIDPipeline, shipped_encoder
+    from ..pipeline_faceid import FaceIDPipeline, RenderRequest, shipped_encoder
     from ..models.registry import resolve_model
     from .celebrities import celebrities, held_out_pairs
     from .people import population_seeds
@@ -61,8 +61,10 @@ def make_demo(out: Path, seed: int = 0, held_out: tuple[int, ...] = DEMO_HELD_OU
         save_image(reference, out / f"{stem}-reference.png")
         embedding = analyzer.embed(reference, analyzer.detect(reference)[0])
         row, row_captions = [reference], [label]
-        for k, (prompt, asked) in enumerate(prompts):
-            image = pipeline(identity, prompt, seeds=[first + k], steps=DEMO_STEPS, guidance=DEMO_GUIDANCE)[0]
+        # the row in one batch: each image still starts from its own seed's noise
+        images = pipeline.render([RenderRequest(identity, prompt, "", first + k) for k, (prompt, _) in enumerate(prompts)],
+                                 steps=DEMO_STEPS, guidance=DEMO_GUIDANCE)
+        for k, ((prompt, asked), image) in enumerate(zip(prompts, images)):
             save_image(image, out / f"{stem}-{k}.png")
             row.append(image)
             row_captions.append(_verdict(prompt, asked, image, analyzer, judges, embedding))
