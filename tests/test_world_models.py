@@ -98,6 +98,23 @@ def test_generate_cli_renders_a_celebrity_by_name(tmp_path):
     assert Image.open(path).size == (64, 64)
 
 
+def test_loading_prints_faceid_s_line_and_no_library_progress_bars(tmp_path):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    face = tmp_path / "face.png"
+    render_sample(9_000_001, 0).image.save(face)
+    result = runner.invoke(app, ["generate", str(face), "a photo of S* wearing a red hat", "--model", "world",
+                                 "--steps", "2", "--seed", "1", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    # diffusers' "Loading pipeline components" and transformers' "Loading weights" bars wrote
+    # here, on a pipe, before; what is left is faceid's own line
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("model world (world) on cpu"), result.stderr
+    # and a library user's own bars are theirs again afterwards
+    assert diffusers_logging.is_progress_bar_enabled() and transformers_logging.is_progress_bar_enabled()
+
+
 def test_world_backend_detects_aligns_and_recognises(tmp_path):
     from faceid_cli.faces import load_analyzer
     from faceid_cli.faces.analyzer import AnalyzerOptions, resolve_backend

@@ -70,17 +70,16 @@ class ClipScorer:
                         dtype: torch.dtype = torch.float32, allow_download: bool = False) -> ClipScorer:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
+        from ..models.registry import hub_cache_dir, library_progress_bars_off
+
         check_clip_available(name, allow_download)
         location, local = resolve_clip(name)
-        kwargs = {} if local else {"local_files_only": not allow_download}
-        if not local:
-            from ..models.registry import hub_cache_dir
-
-            kwargs["cache_dir"] = str(hub_cache_dir())
+        kwargs = {} if local else {"local_files_only": not allow_download, "cache_dir": str(hub_cache_dir())}
         try:
-            model = CLIPModel.from_pretrained(location, dtype=dtype, **kwargs)
-            processor = AutoImageProcessor.from_pretrained(location, backend="pil", **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+            with library_progress_bars_off():
+                model = CLIPModel.from_pretrained(location, dtype=dtype, **kwargs)
+                processor = AutoImageProcessor.from_pretrained(location, backend="pil", **kwargs)
+                tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
         except OSError as exc:
             raise MissingModelError(
                 f"cannot load the CLIP scorer '{name}': {str(exc).splitlines()[0]}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,24 @@ def resolve_dtype(dtype: str, device):
     return table[dtype]
 
 
+@contextmanager
+def library_progress_bars_off():
+    """diffusers' and transformers' own bars ("Loading pipeline components", "Loading weights") off
+    while faceid loads a model: faceid shows its own progress, and on a terminal only."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    states = [(library, library.is_progress_bar_enabled()) for library in (diffusers_logging, transformers_logging)]
+    for library, _ in states:
+        library.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for library, enabled in states:
+            if enabled:
+                library.enable_progress_bar()
+
+
 def load_pipeline(ref: ModelRef, device, dtype, allow_download: bool = False):
     """A diffusers SD or SDXL text-to-image pipeline on ``device`` in ``dtype``."""
     import torch
@@ -158,7 +177,8 @@ def load_pipeline(ref: ModelRef, device, dtype, allow_download: bool = False):
 
         pipe = build_tiny_sd() if ref.location == "tiny" else build_tiny_sdxl()
     else:
-        pipe = _load_real_pipeline(ref, dtype, allow_download)
+        with library_progress_bars_off():
+            pipe = _load_real_pipeline(ref, dtype, allow_download)
     if ref.is_tiny and dtype != torch.float32:
         pipe = pipe.to(dtype=dtype)  # real pipelines were loaded in `dtype` already
     pipe = pipe.to(device)
