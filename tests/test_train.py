@@ -75,14 +75,14 @@ def test_bad_values_fail_before_any_work(tmp_path):
 
 
 @pytest.mark.parametrize("assignment,fragment", [
-    ("train.learning_rate=-5e-5", "train.learning_rate = -5e-05 must be above 0"),
-    ("train.learning_rate=0", "must be above 0"),
-    ("train.unet_learning_rate=0.0", "train.unet_learning_rate = 0.0 must be above 0"),
+    ("train.learning_rate=-5e-5", "train.learning_rate = -5e-05 must be 0 or more"),
+    ("train.unet_learning_rate=-1e-5", "train.unet_learning_rate = -1e-05 must be 0 or more"),
     ("train.reg_weight=nan", "train.reg_weight = nan must be 0 or more"),
     ("train.max_grad_norm=-1", "train.max_grad_norm = -1 must be 0 or more"),
     ("train.steps=1.5", "train.steps = 1.5 must be a positive integer"),
-    ("output.checkpoint_every=0", "output.checkpoint_every = 0 must be a positive integer"),
-    ("output.validate_every=0", "output.validate_every"),
+    ("output.checkpoint_every=-1", "output.checkpoint_every = -1 must be a whole number, 0 or more"),
+    ("output.validate_every=2.5", "output.validate_every"),
+    ("output.log_every=0", "output.log_every = 0 must be a positive integer"),
     ("output.keep_checkpoints=0", "output.keep_checkpoints"),
     ("data.resolution=0", "data.resolution"),
     ("data.workers=-1", "data.workers = -1 must be a whole number, 0 or more"),
@@ -94,9 +94,10 @@ def test_numbers_out_of_range_are_refused_with_their_names(assignment, fragment)
 
 def test_numbers_at_their_edges_are_accepted():
     result = run_cli("train", "--print-config", "--set", "train.max_grad_norm=0", "--set", "train.lr_warmup_steps=0",
-                     "--set", "train.weight_decay=0", "--set", "train.learning_rate=1")
+                     "--set", "train.weight_decay=0", "--set", "train.learning_rate=0", "--set",
+                     "output.validate_every=0", "--set", "output.checkpoint_every=0")
     assert result.exit_code == 0, result.stderr
-    assert "max_grad_norm = 0" in result.stdout and "learning_rate = 1\n" in result.stdout
+    assert "max_grad_norm = 0" in result.stdout and "\nlearning_rate = 0\n" in result.stdout
 
 
 def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen(tmp_path, faces_dir, monkeypatch):
@@ -615,3 +616,11 @@ def test_data_with_no_usable_photo_fails_naming_the_data_paths(tmp_path, faces_d
     last = result.stderr.strip().splitlines()[-1]
     assert "every photo was skipped (1 unreadable image)" in last and str(photos) in last, last
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_every_n_steps_events_happen_each_n_and_at_the_end_and_0_means_the_end_only():
+    from faceid_cli.train.loop import _due
+
+    assert [step for step in range(1, 11) if _due(step, 4, 10)] == [4, 8, 10]
+    assert [step for step in range(1, 11) if _due(step, 0, 10)] == [10]
+    assert [step for step in range(1, 11) if _due(step, 1, 10)] == list(range(1, 11))

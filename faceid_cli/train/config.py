@@ -99,7 +99,7 @@ DEFAULTS: dict = {
     },
     "output": {
         "dir": "faceid-train",
-        "checkpoint_every": 1000,
+        "checkpoint_every": 1000,  # and at the end (0: at the end only), as validate_every
         "keep_checkpoints": 3,
         "log_every": 10,
         "validate_every": 1000,
@@ -120,16 +120,18 @@ CHOICES = {
     ("output", "report_to"): (None, "tensorboard", "wandb"),
 }
 
-#: the numbers a run needs in range: each (section, key) and what it must be. A 0 or negative
-#: learning rate trains nothing (or backwards); an interval of 0 fails after the first step.
+#: the numbers a run needs in range: each (section, key) and what it must be
 WHOLE_AT_LEAST_1 = (("train", "steps"), ("train", "batch_size"), ("train", "micro_batch_size"),
                     ("model", "num_words"), ("model", "hidden_dim"), ("data", "resolution"),
-                    ("output", "checkpoint_every"), ("output", "keep_checkpoints"), ("output", "log_every"),
-                    ("output", "validate_every"), ("output", "validation_steps"))
-WHOLE_AT_LEAST_0 = (("train", "lr_warmup_steps"), ("train", "seed"), ("data", "workers"))
-ABOVE_0 = (("train", "learning_rate"), ("train", "backbone_learning_rate"), ("train", "unet_learning_rate"))
-# a negative weight rewards what it should weigh; max_grad_norm 0 turns clipping off
-AT_LEAST_0 = (("train", "reg_weight"), ("train", "face_loss_weight"), ("train", "weight_decay"),
+                    ("output", "keep_checkpoints"), ("output", "log_every"), ("output", "validation_steps"))
+# checkpoint_every and validate_every 0: at the end only
+WHOLE_AT_LEAST_0 = (("train", "lr_warmup_steps"), ("train", "seed"), ("data", "workers"),
+                    ("output", "checkpoint_every"), ("output", "validate_every"))
+# a negative learning rate trains backwards and a negative weight rewards what it should weigh;
+# a learning rate of 0 is a control run (the untrained encoder on the same batches), and
+# max_grad_norm 0 turns clipping off
+AT_LEAST_0 = (("train", "learning_rate"), ("train", "backbone_learning_rate"), ("train", "unet_learning_rate"),
+              ("train", "reg_weight"), ("train", "face_loss_weight"), ("train", "weight_decay"),
               ("train", "alignment_weight"), ("train", "max_grad_norm"))
 
 
@@ -207,7 +209,6 @@ def check(config: dict) -> None:
                                        f"{', '.join(map(str, allowed))}", "fix the config")
     rules = [(WHOLE_AT_LEAST_1, "a positive integer", lambda v: _whole(v) and v >= 1),
              (WHOLE_AT_LEAST_0, "a whole number, 0 or more", lambda v: _whole(v) and v >= 0),
-             (ABOVE_0, "above 0", lambda v: v > 0),
              (AT_LEAST_0, "0 or more", lambda v: v >= 0)]
     for names, meaning, holds in rules:
         for section, key in names:

@@ -285,6 +285,12 @@ def save_checkpoint(accelerator, encoder, config: dict, out: Path, step: int, ke
 
 
 # ---- the run -------------------------------------------------------------------------------------
+def _due(step: int, every: int, last: int) -> bool:
+    """Whether an every-N-steps event happens at ``step``: each ``every`` steps and at the last
+    (``every`` 0: at the last only)."""
+    return step == last or (every > 0 and step % every == 0)
+
+
 def train(config: dict, resume: str | None = None, on_step: Callable[[dict], None] | None = None,
           on_note: Callable[[str], None] | None = None, allow_download: bool = False) -> TrainResult:
     """Run (or resume) a training run as ``config`` says; returns where the final encoder is.
@@ -484,22 +490,21 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
                 if accelerator.device.type == "cuda":  # what a user sizes micro_batch_size by
                     record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**30, 3)
                 metrics.append(record)
-                if accelerator.is_main_process and (done % out_cfg["log_every"] == 0 or done == train_cfg["steps"]):
+                if accelerator.is_main_process and _due(done, out_cfg["log_every"], train_cfg["steps"]):
                     with open(out / METRICS, "a", encoding="utf-8") as handle:
                         handle.write(json.dumps(record) + "\n")
                     history.append(record)
                     report.loss_plot(history, out / "loss.png")
                     if out_cfg["report_to"]:
                         accelerator.log(record, step=done)
-                if validation and accelerator.is_main_process and (
-                        done % out_cfg["validate_every"] == 0 or done == train_cfg["steps"]):
+                if validation and accelerator.is_main_process and _due(done, out_cfg["validate_every"], train_cfg["steps"]):
                     unwrapped = accelerator.unwrap_model(encoder)
                     report.validation_sheet(pipe, getattr(unwrapped, "encoder", unwrapped), analyzer, validation, done,
                                             out / "validation" / f"step-{done:07d}.png", steps=out_cfg["validation_steps"],
                                             seed=seed, model_name=config["model"]["base"], method=config["model"]["method"])
                 if on_step:
                     on_step(record)
-                if done % out_cfg["checkpoint_every"] == 0 or done == train_cfg["steps"]:
+                if _due(done, out_cfg["checkpoint_every"], train_cfg["steps"]):
                     accelerator.wait_for_everyone()
                     if accelerator.is_main_process:
                         save_checkpoint(accelerator, encoder, config, out, done, out_cfg["keep_checkpoints"], training)
