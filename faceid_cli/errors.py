@@ -48,5 +48,11 @@ class OutputInUseError(FaceIDError):
     """Another run holds the lock on the output this run would write."""
 
 
+class RunInterruptedError(FaceIDError):
+    """Ctrl-C, or SIGTERM (a cluster's pre-emption), stopped the run; the hint says how to go on."""
+
+    exit_code = 130
+
+
 class MissingModelError(BackendUnavailableError):
     """Model files that must be present locally are not there (faceid never downloads silently)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -131,6 +132,34 @@ class FaceIDGroup(TyperGroup):
         if debug and sys.exc_info()[0] is not None:
             traceback.print_exc()
         print_error(message)
+
+    def invoke(self, ctx):
+        from ..errors import RunInterruptedError
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Typer would turn it into a silent exit 130: say it, as every stop is said
+            raise RunInterruptedError("interrupted") from None
+
+
+def _stop_like_ctrl_c(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def interruptible(hint: str | Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C, and SIGTERM like it (a cluster pre-empting the job), stop the block with one line,
+    ``Error: interrupted; HINT`` (a callable hint is asked at that moment), and exit code 130."""
+    from ..errors import RunInterruptedError
+
+    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise RunInterruptedError("interrupted", hint() if callable(hint) else hint) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def new_app(**kwargs) -> typer.Typer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +18,7 @@ from ._common import (
     MaxPixelsOption,
     PackOption,
     analyzer_options,
+    interruptible,
     new_app,
     note,
     one_of,
@@ -45,10 +45,6 @@ app = new_app()
 #: what a job gets when neither it, the command line nor the file's [defaults] say otherwise
 BUILTIN_DEFAULTS = {**{k: v for k, v in DEFAULTS.items() if k in SETTINGS},
                     "encoder": None, "height": None, "width": None}
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 @app.command()
@@ -140,19 +136,15 @@ def batch(
                 print_json({**record, "out": str(out)})
 
         total_steps = sum(int(item.job.settings.get("steps", BUILTIN_DEFAULTS["steps"])) for item in pending)
-        previous = signal.signal(signal.SIGTERM, _interrupt)  # cluster pre-emption: stop like Ctrl-C
-        try:
-            with progress_bar("Rendering", total=total_steps, enabled=human) as advance:
-                runner = BatchRunner(out, manifest, defaults=BUILTIN_DEFAULTS, batch_size=batch_size,
-                                     load_pipeline=load_pipeline, max_pixels=max_pixels, on_record=on_record,
-                                     on_step=advance)
-                summary = runner.run(mine, pending)
-        except KeyboardInterrupt:
+        def how_far() -> str:
             done = sum(1 for r in manifest.records if r.get("status") == "ok")
-            print_error(f"interrupted with {done} of {len(items)} images done; run the same command again to resume")
-            raise typer.Exit(130) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+            return f"{done} of {len(items)} images done; run the same command again to resume"
+
+        with interruptible(how_far), progress_bar("Rendering", total=total_steps, enabled=human) as advance:
+            runner = BatchRunner(out, manifest, defaults=BUILTIN_DEFAULTS, batch_size=batch_size,
+                                 load_pipeline=load_pipeline, max_pixels=max_pixels, on_record=on_record,
+                                 on_step=advance)
+            summary = runner.run(mine, pending)
         summary.images_skipped = already
         if human:
             _print_summary(summary, out, manifest.path)

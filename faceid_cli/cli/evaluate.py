@@ -19,6 +19,7 @@ from ._common import (
     JsonOption,
     PackOption,
     analyzer_options,
+    interruptible,
     new_app,
     note,
     print_json,
@@ -106,7 +107,8 @@ def evaluate(
     variants = variants_from(list(method or []), list(encoder or []))
     prompt_list = load_prompts(prompts)
     total = len(variants) * len(photos) * len(prompt_list) * num_images * steps
-    with progress_bar("Evaluating", total=total, enabled=human) as advance:
+    with interruptible("every finished image is kept; run the same command again to resume"), \
+            progress_bar("Evaluating", total=total, enabled=human) as advance:
         result = run_evaluation(
             out, photos, prompt_list, variants, model=model, num_images=num_images, seed=seed, steps=steps,
             guidance=guidance, backend=backend,

@@ -14,6 +14,7 @@ from ._common import (
     DeviceOption,
     DtypeOption,
     JsonOption,
+    interruptible,
     new_app,
     note,
     print_error,
@@ -98,7 +99,8 @@ def build(
     human = not json_output
     names_here = len(range(index, len(settings.names), count))
     total = names_here * (sources + per_prompt * len(settings.prompts)) * steps
-    with progress_bar("Building", total=total, enabled=human) as advance:
+    with interruptible("every finished image is kept; run the same command again to resume"), \
+            progress_bar("Building", total=total, enabled=human) as advance:
         counts = run_build(out, settings, (index, count), on_step=advance, on_note=note if human else None)
     summary = merge(out) if count == 1 else None
     _show(out, counts, summary, json_output, count)

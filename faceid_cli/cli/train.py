@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import AllowDownloadOption, new_app, note, print_json, progress_bar, stdout_console
+from ._common import AllowDownloadOption, interruptible, new_app, note, print_json, progress_bar, stdout_console
 
 app = new_app()
 
@@ -65,7 +65,8 @@ def train(
     def show(record: dict, advance) -> None:
         advance(f"loss {record['loss']:.4f}  {record['steps_per_s']:.2f} steps/s")
 
-    with progress_bar("Training", total=config["train"]["steps"], enabled=human) as advance:
+    with interruptible("go on from the last complete checkpoint with --resume latest"), \
+            progress_bar("Training", total=config["train"]["steps"], enabled=human) as advance:
         result = run(config, resume=resume, on_step=lambda record: show(record, advance),
                      on_note=note if human else None, allow_download=allow_download)
     last = result.metrics[-1] if result.metrics else {}
