@@ -151,15 +151,20 @@ def _stop_like_ctrl_c(signum, frame):
 def interruptible(hint: str | Callable[[], str]) -> Iterator[None]:
     """Ctrl-C, and SIGTERM like it (a cluster pre-empting the job), stop the block with one line,
     ``Error: interrupted; HINT`` (a callable hint is asked at that moment), and exit code 130."""
+    import threading
+
     from ..errors import RunInterruptedError
 
-    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    # signal handlers can be set on the main thread only (the CLI's; not a caller's worker thread)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c) if main else None
     try:
         yield
     except KeyboardInterrupt:
         raise RunInterruptedError("interrupted", hint() if callable(hint) else hint) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:  # None: a handler set outside Python; the default is the nearest to restore
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def new_app(**kwargs) -> typer.Typer:
