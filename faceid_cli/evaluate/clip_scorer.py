@@ -35,7 +35,7 @@ def resolve_clip(name: str) -> tuple[str, bool]:
 def check_clip_available(name: str, allow_download: bool = False) -> None:
     """Raise the one-line error now if the scorer ``name`` cannot be loaded for want of files:
     the commands that score call this before they generate, not after hours of it."""
-    from ..models.registry import hub_cache_dir, is_repo_id
+    from ..models.registry import find_in_cache, hub_cache_dir, is_repo_id
 
     location, local = resolve_clip(name)
     world = "or use --clip world for the miniature world"
@@ -47,11 +47,7 @@ def check_clip_available(name: str, allow_download: bool = False) -> None:
     if not is_repo_id(location):
         raise MissingModelError(f"the CLIP scorer '{name}' is neither a folder nor a Hugging Face repo id",
                                 f"check the --clip path or repo id, {world}")
-    if allow_download:
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    if not isinstance(try_to_load_from_cache(location, "config.json", cache_dir=str(hub_cache_dir())), str):
+    if not allow_download and find_in_cache(location, "config.json") is None:
         raise MissingModelError(
             f"the CLIP scorer '{name}' is not in the Hugging Face cache at {hub_cache_dir()}",
             f"download it once with 'hf download {location}' (or pass --allow-download), pass a local folder, {world}",
@@ -76,7 +72,7 @@ class ClipScorer:
         location, local = resolve_clip(name)
         kwargs = {} if local else {"local_files_only": not allow_download, "cache_dir": str(hub_cache_dir())}
         try:
-            with library_progress_bars_off():
+            with library_progress_bars_off("transformers"):
                 model = CLIPModel.from_pretrained(location, dtype=dtype, **kwargs)
                 processor = AutoImageProcessor.from_pretrained(location, backend="pil", **kwargs)
                 tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)

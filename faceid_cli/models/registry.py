@@ -75,11 +75,12 @@ def resolve_model(name: str) -> ModelRef:
     )
 
 
-def find_in_cache(repo_id: str) -> Path | None:
-    """The cached snapshot folder of ``repo_id`` holding ``model_index.json``, if any."""
+def find_in_cache(repo_id: str, filename: str = "model_index.json") -> Path | None:
+    """The cached snapshot folder of ``repo_id`` holding ``filename`` (a diffusers pipeline's
+    ``model_index.json`` unless told), if any."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "model_index.json", cache_dir=str(hub_cache_dir()))
+    found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hub_cache_dir()))
     return Path(found).parent if isinstance(found, str) else None
 
 
@@ -150,13 +151,14 @@ def resolve_dtype(dtype: str, device):
 
 
 @contextmanager
-def library_progress_bars_off():
-    """diffusers' and transformers' own bars ("Loading pipeline components", "Loading weights") off
-    while faceid loads a model: faceid shows its own progress, and on a terminal only."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+def library_progress_bars_off(*libraries: str):
+    """The named libraries' own bars (diffusers' "Loading pipeline components", transformers'
+    "Loading weights"; default: both) off while faceid loads a model: faceid shows its own progress,
+    and on a terminal only. Name only what the load uses: importing diffusers costs seconds."""
+    import importlib
 
-    states = [(library, library.is_progress_bar_enabled()) for library in (diffusers_logging, transformers_logging)]
+    modules = [importlib.import_module(f"{name}.utils.logging") for name in libraries or ("diffusers", "transformers")]
+    states = [(library, library.is_progress_bar_enabled()) for library in modules]
     for library, _ in states:
         library.disable_progress_bar()
     try:
