@@ -179,6 +179,21 @@ def test_a_reference_that_cannot_be_scored_fails_before_anything_is_generated(tm
     assert not (tmp_path / "out").exists()
 
 
+def test_max_pixels_governs_every_read_of_a_reference(tmp_path, faces_dir, tiny_clip, prompts_file, monkeypatch):
+    monkeypatch.setenv("FACEID_MAX_PIXELS", "100000")  # below the photo (0.5 MP), above what tiny draws
+    common = ("--faces", faces_dir / "obama.jpg", "--prompts", prompts_file, "--clip", tiny_clip, *ARGS)
+    refused = run_cli("evaluate", *common, "-o", tmp_path / "refused")
+    assert_one_line_error(refused, 1, "obama.jpg", "over the limit", "--max-pixels")
+    assert not (tmp_path / "refused").exists()
+    # the option the hint names lifts the limit for the check, the encoding and the contact sheet
+    result = run_cli("evaluate", *common, "--max-pixels", "50000000", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert parse_json(result)["results"][0]["images"] == 4 and (tmp_path / "out" / "contact-sheet.png").is_file()
+    rescored = run_cli("evaluate", "--images", tmp_path / "out" / "images", "--clip", tiny_clip, "--backend", "dlib",
+                       "--max-pixels", "50000000", "-o", tmp_path / "rescored", "--json")
+    assert rescored.exit_code == 0, rescored.stderr
+
+
 def test_a_prompt_without_the_person_is_refused(tmp_path, faces_dir):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("S* as a chef\na bowl of fruit\n")

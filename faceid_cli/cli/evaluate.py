@@ -17,6 +17,7 @@ from ._common import (
     DetectionSizeOption,
     InsightfaceRootOption,
     JsonOption,
+    MaxPixelsOption,
     PackOption,
     analyzer_options,
     interruptible,
@@ -65,6 +66,7 @@ def evaluate(
     insightface_root: InsightfaceRootOption = None,
     insightface_pack: PackOption = None,
     detection_size: DetectionSizeOption = None,
+    max_pixels: MaxPixelsOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Generate n images per (face, prompt) with each method or checkpoint, then score them.
@@ -93,7 +95,7 @@ def evaluate(
         from ..evaluate.run import run_on_images
 
         result = run_on_images(out, images, backend=backend, clip=clip, neutral=neutral, seed=seed,
-                               allow_download=allow_download,
+                               allow_download=allow_download, max_pixels=max_pixels,
                                analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size),
                                on_note=note if human else None)
         _show(result, out, json_output, "images in " + str(images))
@@ -114,7 +116,7 @@ def evaluate(
             guidance=guidance, backend=backend,
             analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
             clip=clip, neutral=neutral, shard=parse_shard(shard), batch_size=batch_size, device=device, dtype=dtype,
-            allow_download=allow_download, on_step=advance, on_note=note if human else None)
+            allow_download=allow_download, max_pixels=max_pixels, on_step=advance, on_note=note if human else None)
     _show(result, out, json_output, f"{model}, {len(photos)} faces x {len(prompt_list)} prompts x {num_images} images")
     if result.failed:
         from ._common import print_error

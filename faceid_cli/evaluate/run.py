@@ -142,7 +142,8 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
                    num_images: int = 4, seed: int = 0, steps: int = 30, guidance: float = 7.5,
                    backend: str = "auto", analyzer_options=None, clip: str | None = None, neutral: str = "a person",
                    shard: tuple[int, int] = (0, 1), batch_size: int = 4, device: str = "auto", dtype: str = "auto",
-                   allow_download: bool = False, on_step=None, on_note=None) -> EvaluationResult:
+                   allow_download: bool = False, max_pixels: int | None = None, on_step=None,
+                   on_note=None) -> EvaluationResult:
     """Generate what is missing, then (unless sharded) score every image and write the reports."""
     from ..batch import BatchRunner, Manifest, manifest_name, plan, prepare_resume
     from ..faces.analyzer import AnalyzerOptions
@@ -169,7 +170,7 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
     out = Path(out)
     images_dir = out / IMAGES
     options = analyzer_options or AnalyzerOptions(model=model)
-    analyzer, references = check_references(faces, backend, options)
+    analyzer, references = check_references(faces, backend, options, max_pixels)
     settings = {"model": model, "steps": steps, "guidance": guidance}
     jobs, meaning = evaluation_jobs(faces, prompts, variants, num_images=num_images, seed=seed, settings=settings)
     mine, items = plan(shard_jobs(jobs, *shard))
@@ -199,7 +200,7 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
         manifest = Manifest(manifest_path)
         pending, already = prepare_resume(images_dir, items, manifest)
         note(f"{len(items)} images ({already} already there, {len(pending)} to generate)")
-        runner = TimedRunner(images_dir, manifest, defaults=defaults, batch_size=batch_size,
+        runner = TimedRunner(images_dir, manifest, defaults=defaults, batch_size=batch_size, max_pixels=max_pixels,
                              load_pipeline=load_pipeline, on_step=on_step)
         summary = runner.run(mine, pending)
         records = [r for r in manifest.records if r.get("status") == "ok"]
@@ -223,7 +224,8 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
         "variant_prompt": _summaries(result.rows, ("variant", "prompt"), seed),
         "variant_face": _summaries(result.rows, ("variant", "face"), seed),
     }
-    result.paths = write_everything(out, result, faces, variants)
+    result.paths = write_everything(out, result, faces, variants,
+                                    {face: image for face, (image, _) in references.items()})
     return result
 
 
@@ -294,7 +296,7 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
 
 def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_options=None, clip: str | None = None,
                   neutral: str = "a person", seed: int = 0, allow_download: bool = False,
-                  on_note=None) -> EvaluationResult:
+                  max_pixels: int | None = None, on_note=None) -> EvaluationResult:
     """Score images a user already made (``generate`` or ``batch`` output) and write the reports."""
     from ..faces.analyzer import AnalyzerOptions
 
@@ -310,7 +312,7 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
                            neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model),
-                           allow_download=allow_download)
+                           allow_download=allow_download, max_pixels=max_pixels)
     result = EvaluationResult(rows=scored, summaries={
         "variant": _summaries(scored, "variant", seed),
         "variant_prompt": _summaries(scored, ("variant", "prompt"), seed),
@@ -322,7 +324,8 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     return result
 
 
-def check_references(faces: list[Path], backend: str, options) -> tuple[object, dict[str, tuple]]:
+def check_references(faces: list[Path], backend: str, options,
+                     max_pixels: int | None = None) -> tuple[object, dict[str, tuple]]:
     """Every reference photo must be readable and show a face: otherwise fail before generating,
     naming the photo (its images could never be scored). Returns the analyzer and each reference's
     (image, identity embedding), which the scoring reuses."""
@@ -333,7 +336,7 @@ def check_references(faces: list[Path], backend: str, options) -> tuple[object, 
     analyzer = load_analyzer(backend, options)
     references = {}
     for face in faces:
-        image = load_image(face)
+        image = load_image(face, max_pixels=max_pixels)
         references[str(face)] = (image, reference_embedding(analyzer, image, source=str(face)))
     return analyzer, references
 
@@ -353,7 +356,8 @@ def default_clip(model: str) -> str:
 
 def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict], *, backend: str, options,
                   clip: str, neutral: str, encode_seconds: dict, note, context_check: bool = False,
-                  allow_download: bool = False, analyzer=None, known_references: dict | None = None) -> list[dict]:
+                  allow_download: bool = False, analyzer=None, known_references: dict | None = None,
+                  max_pixels: int | None = None) -> list[dict]:
     """One row per generated image: its variant, face, prompt, seed, file and both scores; with
     ``context_check`` (world models) also the world's ground-truth context figures
     (:mod:`.world_check`). ``known_references``: (image, embedding) of reference photos already
@@ -375,9 +379,9 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
     for record in records:
         info = meaning[record["job"]]
         if info["face"] not in references:
-            reference_images[info["face"]] = load_image(info["face"])
+            reference_images[info["face"]] = load_image(info["face"], max_pixels=max_pixels)
             references[info["face"]] = reference_embedding(analyzer, reference_images[info["face"]], source=info["face"])
-        image = load_image(images_dir / record["files"][0])
+        image = load_image(images_dir / record["files"][0], max_pixels=max_pixels)
         images.append(image)
         rows.append({**{k: info[k] for k in ("variant", "method", "face", "prompt")},
                      "seed": record["seed"], "file": record["files"][0],
@@ -403,18 +407,20 @@ def _summaries(rows: list[dict], key, seed: int) -> list[dict]:
     return summarise(rows, key, seed=seed)
 
 
-def write_everything(out: Path, result: EvaluationResult, faces: list[Path], variants: list[Variant]) -> dict:
+def write_everything(out: Path, result: EvaluationResult, faces: list[Path], variants: list[Variant],
+                     reference_images: dict) -> dict:
     from .report import scatter_plot, write_reports
 
     paths = write_reports(out, result.rows, result.summaries, "variant")
     paths["scatter"] = scatter_plot(result.rows, "variant", out / "scatter.png")
-    paths["sheet"] = evaluation_sheet(out, result.rows, faces, variants)
+    paths["sheet"] = evaluation_sheet(out, result.rows, faces, variants, reference_images)
     return paths
 
 
-def evaluation_sheet(out: Path, rows: list[dict], faces: list[Path], variants: list[Variant], per_row: int = 6) -> Path:
-    """References in the first column; each (face, variant) row shows its first generations with
-    their scores written under them."""
+def evaluation_sheet(out: Path, rows: list[dict], faces: list[Path], variants: list[Variant], reference_images: dict,
+                     per_row: int = 6) -> Path:
+    """References in the first column (``reference_images``: each photo as already read, by path);
+    each (face, variant) row shows its first generations with their scores written under them."""
     from ..contact_sheet import contact_sheet
     from ..images import load_image, save_image
 
@@ -424,7 +430,7 @@ def evaluation_sheet(out: Path, rows: list[dict], faces: list[Path], variants: l
             mine = [r for r in rows if r["face"] == str(face) and r["variant"] == variant.label][:per_row]
             if not mine:
                 continue
-            cells = [load_image(face)] + [load_image(out / IMAGES / r["file"]) for r in mine]
+            cells = [reference_images[str(face)]] + [load_image(out / IMAGES / r["file"]) for r in mine]
             texts = [f"{face.name}\n{variant.label}"] + [
                 f"{r['prompt'][:40]}\nsim {'no face' if r['face_similarity'] is None else format(r['face_similarity'], '.2f')}"
                 f"  clip {r['text_alignment']:.3f}" for r in mine]
