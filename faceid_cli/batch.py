@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import FaceIDError
+from .errors import FaceIDError, OutOfMemoryError
 from .jobs import Job, default_seed
 
 
@@ -297,9 +297,7 @@ class BatchRunner:
             self._render_requests(pipeline, render_key, ready, requests)
 
     def _render_requests(self, pipeline, render_key: tuple, items: list[WorkItem], requests: list) -> None:
-        """Render and save; a batch that runs out of accelerator memory is split in two and retried."""
-        import torch
-
+        """Render and save; a batch that runs out of memory is split in two and retried."""
         from .generate import image_info, save_generated
         from .interrupts import interrupts_deferred
 
@@ -307,13 +305,10 @@ class BatchRunner:
         try:
             images = pipeline.render(requests, steps=steps, guidance=guidance, scheduler=scheduler,
                                      height=height, width=width, on_step=self.on_step)
-        except torch.cuda.OutOfMemoryError as exc:  # torch.OutOfMemoryError on newer torch
+        except OutOfMemoryError as exc:
             if len(requests) == 1:
-                self.fail(items[0].job, f"job '{items[0].job.name}': out of memory even one image at a time "
-                                        f"({str(exc).splitlines()[0]}); lower --height/--width or use --dtype fp16")
+                self.fail(items[0].job, f"job '{items[0].job.name}': {exc}")
                 return
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
             half = len(requests) // 2
             self._render_requests(pipeline, render_key, items[:half], requests[:half])
             self._render_requests(pipeline, render_key, items[half:], requests[half:])

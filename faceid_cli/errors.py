@@ -54,5 +54,10 @@ class RunInterruptedError(FaceIDError):
     exit_code = 130
 
 
+class OutOfMemoryError(FaceIDError):
+    """The device (GPU, or the machine's RAM on a CPU) had no memory for the work asked; the hint
+    says what to lower. Raised for one batch, which the caller may split and retry."""
+
+
 class MissingModelError(BackendUnavailableError):
     """Model files that must be present locally are not there (faceid never downloads silently)."""

@@ -99,10 +99,15 @@ def save_generated(image, path: Path, info: dict) -> GeneratedImage:
     chunk.add_text("parameters", parameters_text(info))
     chunk.add_text("faceid", json.dumps(info, sort_keys=True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path.with_suffix(".json")) as tmp:
+    sidecar = path.with_suffix(".json")
+    with atomic_output(sidecar) as tmp:
         tmp.write_text(json.dumps({**info, "image": path.name}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    with atomic_output(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=chunk)
+    try:
+        with atomic_output(path) as tmp:
+            image.save(tmp, format="PNG", pnginfo=chunk)
+    except BaseException:
+        sidecar.unlink(missing_ok=True)  # no sidecar of an image that was never written (a full disk)
+        raise
     return GeneratedImage(path=path, seed=info["seed"], info=info)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .conditioning import DEFAULT_IDENTITY_TOKEN, PromptEmbeds, replace_identity, word_dims_of
-from .errors import InvalidArgumentError, MissingModelError
+from .errors import InvalidArgumentError, MissingModelError, OutOfMemoryError
 from .identity import Identity, family_of, is_identity_file
 from .methods import get_method
 from .models.registry import (
@@ -260,12 +260,27 @@ class FaceIDPipeline:
 
         # CPU generators: the same seed gives the same starting noise on every device
         generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
-        with torch.inference_mode():
-            output = self.pipe(
-                **condition, num_images_per_prompt=1, generator=generators, num_inference_steps=steps,
-                guidance_scale=guidance, height=height, width=width, callback_on_step_end=step_callback,
-            )
+        try:
+            with torch.inference_mode():
+                output = self.pipe(
+                    **condition, num_images_per_prompt=1, generator=generators, num_inference_steps=steps,
+                    guidance_scale=guidance, height=height, width=width, callback_on_step_end=step_callback,
+                )
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise self._out_of_memory(len(requests), height, width) from exc
         return list(output.images)
+
+    def _out_of_memory(self, count: int, height: int, width: int) -> OutOfMemoryError:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        lower = ["--height/--width"] + (["--batch-size"] if count > 1 else [])
+        hint = f"lower {' or '.join(lower)}"
+        if self.device.type != "cpu" and self.dtype == torch.float32:
+            hint += ", or use --dtype fp16"
+        return OutOfMemoryError(f"out of memory rendering {count} image{'s' if count != 1 else ''} of "
+                                f"{width}x{height} on {self.device}", hint)
 
     def _use_scheduler(self, name: str) -> None:
         if name != self._scheduler_name:
@@ -279,6 +294,13 @@ class FaceIDPipeline:
             "encoder": self.encoder.name if self.encoder is not None else None,
             "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
         }
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: torch's (CUDA, MPS) out-of-memory error, Python's
+    MemoryError, or the RuntimeError of PyTorch's CPU allocator."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def _as_condition(embeds: Sequence[PromptEmbeds]) -> dict:

@@ -279,22 +279,38 @@ def test_models_load_once_and_identities_encode_once(tmp_path, faces_dir, monkey
 
 def test_out_of_memory_batches_are_split_and_retried(tmp_path, faces_dir, good_jobs, monkeypatch):
     import torch
+    from diffusers import StableDiffusionPipeline
 
-    from faceid_cli.pipeline_faceid import FaceIDPipeline
-
-    original_render = FaceIDPipeline.render
+    original_call = StableDiffusionPipeline.__call__
     sizes = []
 
-    def small_memory(self, requests, **kwargs):
-        sizes.append(len(requests))
-        if len(requests) > 1:
+    def small_memory(self, *args, **kwargs):
+        sizes.append(len(kwargs["generator"]))
+        if len(kwargs["generator"]) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return original_render(self, requests, **kwargs)
+        return original_call(self, *args, **kwargs)
 
-    monkeypatch.setattr(FaceIDPipeline, "render", small_memory)
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", small_memory)
     jobs = _write_jobs(tmp_path / "jobs.jsonl", good_jobs[:2])
     result = run_cli("batch", jobs, "-o", tmp_path / "out", *STEPS, "--batch-size", "4")
     assert result.exit_code == 0, result.stderr
     assert _pngs(tmp_path / "out") == {"obama-chef-1.png", "obama-chef-2.png", "portraits/biden-p0-5.png",
                                        "portraits/biden-p1-5.png"}
     assert sizes[0] == 4 and sizes.count(1) == 4
+
+
+def test_a_job_out_of_memory_one_image_at_a_time_fails_alone(tmp_path, faces_dir, good_jobs, monkeypatch):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    def no_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", no_memory)
+    jobs = _write_jobs(tmp_path / "jobs.jsonl", good_jobs[:1])
+    result = run_cli("batch", jobs, "-o", tmp_path / "out", *STEPS, "--batch-size", "2")
+    assert result.exit_code == 1 and "1 of 1 jobs failed" in result.stderr, result.stderr
+    failures = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [f["status"] for f in failures] == ["failed"]
+    assert "out of memory rendering 1 image of 64x64 on cpu; lower --height/--width" in failures[0]["error"]
+    assert _pngs(tmp_path / "out") == set()

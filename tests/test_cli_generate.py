@@ -296,3 +296,69 @@ def _blank(tmp_path):
     path = tmp_path / "blank.png"
     Image.new("RGB", (128, 128), (200, 200, 200)).save(path)
     return path
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "{face}", "S* as a chef", "-o", "{out}"],
+    ["encode", "{face}", "-o", "{out}/me.safetensors"],
+    ["batch", "{jobs}", "-o", "{out}"],
+    ["evaluate", "--faces", "{face}", "-o", "{out}"],
+    ["selfaug", "build", "--names", "world", "-o", "{out}"],
+    ["train", "{jobs}", "-o", "{out}"],
+    ["world", "render", "-o", "{out}"],
+    ["world", "demo", "-o", "{out}"],
+])
+def test_an_output_folder_under_a_file_is_refused_before_anything_loads(faces_dir, tmp_path, command):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a folder was meant to go\n")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"face": str(faces_dir / "obama.jpg"), "prompt": "S* as a chef"}) + "\n")
+    out = blocker / "run-1"
+    args = [part.format(face=faces_dir / "obama.jpg", jobs=jobs, out=out) for part in command]
+    result = run_cli(*args)
+    assert_one_line_error(result, 2, str(out), f"'{blocker}' is a file")
+    assert blocker.read_text() == "a file where a folder was meant to go\n"
+
+
+def test_out_of_memory_is_one_line_that_says_what_to_lower(faces_dir, tmp_path, monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    def no_memory(self, *args, **kwargs):
+        # what PyTorch's CPU allocator raises for a 100000x100000 picture
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 40000000000 bytes. Error code 12")
+
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", no_memory)
+    out = tmp_path / "out"
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", out, *FAST, "-n", "2", "--batch-size", "2",
+                     "--height", "4096", "--width", "2048")
+    assert_one_line_error(result, 1, "out of memory rendering 2 images of 2048x4096 on cpu",
+                          "lower --height/--width or --batch-size")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_image(faces_dir, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def disk_full(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    out = tmp_path / "out"
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", out, *FAST)
+    assert_one_line_error(result, 1, os.strerror(errno.ENOSPC), str(out), "free some space")
+    assert list(out.iterdir()) == []
+
+
+def test_an_output_folder_this_user_cannot_write_is_refused(faces_dir, tmp_path, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # root may write anywhere, so the refusal a user would meet is simulated
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != locked and real_access(path, mode, **kw))
+    result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", locked / "out")
+    assert_one_line_error(result, 2, str(locked / "out"), f"cannot write in '{locked}'", "permission denied")
+    assert list(locked.iterdir()) == []

@@ -5,6 +5,7 @@ Nothing here imports numpy, Pillow, torch or a face backend: ``faceid --help`` m
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -106,6 +107,12 @@ class FaceIDGroup(TyperGroup):
             # `faceid detect ... | head`: the reader left; exit quietly like other shell tools.
             sys.stderr = open(os.devnull, "w")
             code = 1
+        except OSError as exc:
+            # disk full, permission denied, a path that is gone: the machine's refusal, not a bug
+            described = describe_os_error(exc)
+            self._show(debug, described or f"unexpected {type(exc).__name__}: {exc} (run with --debug for the "
+                       "traceback and please report it)")
+            code = 1
         except Exception as exc:  # a bug: still one line, the traceback behind --debug
             self._show(debug, f"unexpected {type(exc).__name__}: {exc} (run with --debug for the "
                        "traceback and please report it)")
@@ -200,6 +207,64 @@ def one_of(names: tuple[str, ...]):
         return value
 
     return check
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def writable_folder(value: Path | None) -> Path | None:
+    """An option callback for an output folder: refuse, before any model loads, a path under a file
+    or inside a folder this user cannot write (a usage error, exit 2)."""
+    if value is None:
+        return value
+    _check_folder(Path(value), Path(value))
+    return value
+
+
+def writable_file(value: Path | None) -> Path | None:
+    """An option callback for an output file: its folder must be one :func:`writable_folder` accepts."""
+    if value is not None:
+        _check_folder(Path(value).parent, Path(value))
+    return value
+
+
+def _check_folder(folder: Path, given: Path) -> None:
+    found = _nearest_existing(folder)
+    if not found.is_dir():
+        raise typer.BadParameter(f"'{given}': '{found}' is a file, not a folder")
+    if not os.access(found, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"'{given}': cannot write in '{found}' (permission denied); "
+                                 "choose a folder you can write to")
+
+
+#: what to do about the operating system's refusals that are no bug of faceid's (errno → hint)
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "free some space or write somewhere else",
+    errno.EDQUOT: "free some space or write somewhere else",
+    errno.EACCES: "check its permissions or use another path",
+    errno.EPERM: "check its permissions or use another path",
+    errno.EROFS: "the file system is read-only; use another path",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.EISDIR: "it is a folder; give a file",
+    errno.ENAMETOOLONG: "use a shorter name",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+    errno.EIO: "the disk reported an error",
+}
+
+
+def describe_os_error(exc: OSError) -> str | None:
+    """One line for an operating-system refusal naming a file (disk full, permission denied, ...),
+    or None for an OSError that is not one."""
+    hint = _OS_ERROR_HINTS.get(exc.errno)
+    if hint is None or exc.filename is None:
+        return None
+    where = f"'{exc.filename}'" + (f" -> '{exc.filename2}'" if exc.filename2 else "")
+    return f"{exc.strerror or os.strerror(exc.errno)}: {where}; {hint}"
 
 
 # Options shared by the commands that look at faces.

@@ -10,9 +10,9 @@ import typer
 from ._common import (
     AllowDownloadOption,
     BackendOption,
+    DetectionSizeOption,
     DeviceOption,
     DtypeOption,
-    DetectionSizeOption,
     InsightfaceRootOption,
     JsonOption,
     MaxPixelsOption,
@@ -26,6 +26,7 @@ from ._common import (
     print_json,
     progress_bar,
     stdout_console,
+    writable_folder,
 )
 from .generate import (
     METHOD_NAMES,
@@ -50,7 +51,7 @@ BUILTIN_DEFAULTS = {**{k: v for k, v in DEFAULTS.items() if k in SETTINGS},
 @app.command()
 def batch(
     jobs_file: Annotated[str, typer.Argument(metavar="JOBS", help="Jobs file (.jsonl, .csv, .toml) or - for stdin.")],
-    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Output folder (images and manifest).")] = Path("faceid-batch"),
+    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, callback=writable_folder, help="Output folder (images and manifest).")] = Path("faceid-batch"),
     jobs_format: Annotated[str, typer.Option("--format", help="auto (from the suffix or content), jsonl, csv, toml.")] = "auto",
     shard: Annotated[str | None, typer.Option("--shard", metavar="I/N",
                                               help="Run only jobs whose index mod N is I (0 <= I < N); 'auto' reads "

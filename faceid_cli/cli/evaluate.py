@@ -12,9 +12,9 @@ from ..names import METHODS
 from ._common import (
     AllowDownloadOption,
     BackendOption,
+    DetectionSizeOption,
     DeviceOption,
     DtypeOption,
-    DetectionSizeOption,
     InsightfaceRootOption,
     JsonOption,
     MaxPixelsOption,
@@ -26,6 +26,7 @@ from ._common import (
     print_json,
     progress_bar,
     stdout_console,
+    writable_folder,
 )
 from .generate import ModelOption, complete_method
 
@@ -42,7 +43,7 @@ def evaluate(
                                                 "generating.")] = None,
     prompts: Annotated[str, typer.Option("--prompts", help="A prompt set (dreamidentity, wide, world) or a "
                                          "file with one prompt a line, each with S*.")] = "dreamidentity",
-    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Output folder.")] = Path("faceid-eval"),
+    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, callback=writable_folder, help="Output folder.")] = Path("faceid-eval"),
     model: ModelOption = DEFAULTS["model"],
     method: Annotated[list[str] | None, typer.Option("--method", autocompletion=complete_method,
                                                      help=f"Methods compared side by side (repeatable): "

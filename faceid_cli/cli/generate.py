@@ -10,9 +10,9 @@ import typer
 from ._common import (
     AllowDownloadOption,
     BackendOption,
+    DetectionSizeOption,
     DeviceOption,
     DtypeOption,
-    DetectionSizeOption,
     InsightfaceRootOption,
     JsonOption,
     MaxPixelsOption,
@@ -24,6 +24,8 @@ from ._common import (
     print_json,
     progress_bar,
     stdout_console,
+    writable_file,
+    writable_folder,
 )
 
 app = new_app()
@@ -72,7 +74,7 @@ IdentityTokenOption = Annotated[
 def encode(
     faces: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FACE",
                                                 help="One or more photos of one person.")],
-    output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False,
+    output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False, callback=writable_file,
                                          help="Identity file to write (.safetensors).")],
     model: ModelOption = DEFAULTS["model"],
     encoder: EncoderOption = None,
@@ -140,7 +142,7 @@ def generate(
                                               "[default: the model's native size].")] = None,
     negative_prompt: Annotated[str, typer.Option("--negative-prompt", help="What to steer away from.")] = DEFAULTS["negative_prompt"],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images rendered at once.")] = DEFAULTS["batch_size"],
-    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Folder for the images.")] = Path("faceid-out"),
+    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, callback=writable_folder, help="Folder for the images.")] = Path("faceid-out"),
     name: Annotated[str | None, typer.Option("--name", help="File name stem [default: from the prompt].")] = None,
     model: ModelOption = DEFAULTS["model"],
     encoder: EncoderOption = None,

@@ -21,6 +21,7 @@ from ._common import (
     print_json,
     progress_bar,
     stdout_console,
+    writable_folder,
 )
 from .generate import ModelOption
 
@@ -35,7 +36,7 @@ RULE_HELP = ("How the two scores combine within each prompt: rank-sum (default: 
 def build(
     names: Annotated[str, typer.Option("--names", help="A file with one celebrity name a line, or 'world' "
                                        "(the miniature world's celebrities).")],
-    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Output folder.")] = Path("selfaug-out"),
+    out: Annotated[Path, typer.Option("--out", "-o", file_okay=False, callback=writable_folder, help="Output folder.")] = Path("selfaug-out"),
     prompts: Annotated[str | None, typer.Option("--prompts", help="Edit prompts with <name>: a file, 'appendix' "
                                                 "(the paper's nine, default) or 'world'.")] = None,
     model: ModelOption = DEFAULTS["model"],

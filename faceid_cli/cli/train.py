@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ._common import AllowDownloadOption, interruptible, new_app, note, print_json, progress_bar, stdout_console
+from ._common import (
+    AllowDownloadOption,
+    interruptible,
+    new_app,
+    note,
+    print_json,
+    progress_bar,
+    stdout_console,
+    writable_folder,
+)
 
 app = new_app()
 
@@ -20,7 +29,7 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", metavar="SECTION.KEY=VALUE",
                                                    help="Override one config value (repeatable), e.g. "
                                                    "--set train.steps=100.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False, callback=writable_folder,
                                                 help="Output folder (output.dir).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", metavar="latest|CHECKPOINT",
                                                help="Continue from the newest complete checkpoint in the "

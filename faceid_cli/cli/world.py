@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..world import BUILD_STEPS
-from ._common import JsonOption, new_app, note, print_json, stdout_console
+from ._common import JsonOption, new_app, note, print_json, stdout_console, writable_folder
 
 app = new_app(name="world", help="The miniature identity world: procedural people and models trained on "
               "them from scratch (build, render, names).")
@@ -23,9 +23,9 @@ def _complete(names):
 
 @app.command()
 def build(
-    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False, callback=writable_folder,
                                                 help="Weights folder to write [default: the one faceid ships].")] = None,
-    work_dir: Annotated[Path | None, typer.Option("--work-dir", file_okay=False,
+    work_dir: Annotated[Path | None, typer.Option("--work-dir", file_okay=False, callback=writable_folder,
                                                   help="Cache of rendered pools and intermediate models "
                                                   "[default: ~/.cache/faceid/world-build].")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", autocompletion=_complete(BUILD_STEPS),
@@ -67,7 +67,7 @@ def build(
 
 @app.command()
 def measure(
-    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", file_okay=False, callback=writable_folder,
                                                 help="Weights folder [default: the one faceid ships].")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -87,7 +87,7 @@ def measure(
 
 @app.command()
 def render(
-    output: Annotated[Path, typer.Option("--output", "-o", file_okay=False, help="Folder to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", file_okay=False, callback=writable_folder, help="Folder to write.")],
     population: Annotated[str, typer.Option("--population", autocompletion=_complete(POPULATIONS),
                                             help="Whose pictures: " + ", ".join(POPULATIONS) + ".")] = "held_out",
     identities: Annotated[int, typer.Option("--identities", "-n", min=1, help="How many people.")] = 20,
@@ -137,7 +137,7 @@ def render(
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", file_okay=False, help="Folder to write.")] = Path("demo-out/world"),
+    output: Annotated[Path, typer.Option("--output", "-o", file_okay=False, callback=writable_folder, help="Folder to write.")] = Path("demo-out/world"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first image.")] = 0,
 ) -> None:
     """Show the main job in the world, in one contact sheet: a reference picture of a person, then
