@@ -249,7 +249,8 @@ class BatchRunner:
         size = pipeline.default_size
         return (self.setting(item.job, "height") or size, self.setting(item.job, "width") or size,
                 int(self.setting(item.job, "steps")), float(self.setting(item.job, "guidance")),
-                self.setting(item.job, "scheduler"), bool(self.setting(item.job, "negative_prompt")))
+                self.setting(item.job, "scheduler"), bool(self.setting(item.job, "negative_prompt")),
+                float(self.setting(item.job, "identity_start") or 0.0))
 
     def _pipeline(self, key: tuple, items: list[WorkItem]):
         if key not in self._pipelines:
@@ -301,10 +302,11 @@ class BatchRunner:
         from .generate import image_info, save_generated
         from .interrupts import interrupts_deferred
 
-        height, width, steps, guidance, scheduler, _ = render_key
+        height, width, steps, guidance, scheduler, _, identity_start = render_key
         try:
             images = pipeline.render(requests, steps=steps, guidance=guidance, scheduler=scheduler,
-                                     height=height, width=width, on_step=self.on_step)
+                                     height=height, width=width, identity_start=identity_start,
+                                     on_step=self.on_step)
         except OutOfMemoryError as exc:
             if len(requests) == 1:
                 self.fail(items[0].job, f"job '{items[0].job.name}': {exc}")
@@ -320,7 +322,7 @@ class BatchRunner:
         for item, request, image in zip(items, requests, images):
             info = image_info(pipeline, request.identity, prompt=item.prompt, negative_prompt=request.negative_prompt,
                               steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width,
-                              reference=item.job.faces)
+                              reference=item.job.faces, identity_start=identity_start)
             info.update(seed=item.seed, job=item.job.name)
             record = image_record(item, info)
             # the image and its manifest line go together: a Ctrl-C between them would leave an

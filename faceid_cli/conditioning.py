@@ -128,6 +128,18 @@ class PromptEmbeds:
         return kwargs
 
 
+def encode_plain_prompts(pipe, prompts: list[str]) -> PromptEmbeds:
+    """What the pipeline's own ``encode_prompt`` makes of ordinary ``prompts`` (no identity words,
+    no guidance branch): SD's ``prompt_embeds``, or SDXL's and its pooled embeddings."""
+    device = pipe.text_encoder.device if pipe.text_encoder is not None else pipe.unet.device
+    if getattr(pipe, "text_encoder_2", None) is None:
+        embeds, _ = pipe.encode_prompt(prompts, device, 1, do_classifier_free_guidance=False)
+        return PromptEmbeds(embeds)
+    embeds, _, pooled, _ = pipe.encode_prompt(prompts, device=device, num_images_per_prompt=1,
+                                             do_classifier_free_guidance=False)
+    return PromptEmbeds(embeds, pooled)
+
+
 def text_towers(pipe) -> list[tuple]:
     """(tokenizer, text_encoder) pairs of an SD (one) or SDXL (two) pipeline."""
     towers = [(pipe.tokenizer, pipe.text_encoder)]

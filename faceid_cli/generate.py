@@ -34,6 +34,7 @@ class GenerationSettings:
     height: int | None = None
     width: int | None = None
     batch_size: int = DEFAULTS["batch_size"]
+    identity_start: float = DEFAULTS["identity_start"]
 
     def seeds(self) -> list[int]:
         """Image i uses seed + i, so any one image can be regenerated alone."""
@@ -65,6 +66,7 @@ def parameters_text(info: dict) -> str:
         "CFG scale": info["guidance"], "Seed": info["seed"], "Size": f"{info['width']}x{info['height']}",
         "Model": info["model"], "Identity": info.get("identity_hash") or "none",
         "Identity method": info["method"], "Encoder": info.get("encoder") or "none",
+        **({"Identity start": info["identity_start"]} if info.get("identity_start") else {}),
         "Version": f"faceid {__version__}",
     }
     body = ", ".join(f"{k}: {_quote(v)}" for k, v in fields.items())
@@ -121,7 +123,8 @@ def unique_path(folder: Path, stem: str) -> Path:
 
 
 def image_info(pipeline, identity, *, prompt: str, negative_prompt: str, steps: int, guidance: float,
-               scheduler: str, height: int, width: int, reference: Sequence[str] = ()) -> dict:
+               scheduler: str, height: int, width: int, reference: Sequence[str] = (),
+               identity_start: float = DEFAULTS["identity_start"]) -> dict:
     """What a generated image records about how it was made (the seed is added per image).
 
     ``reference``: the photos (or identity file) the person came from, so ``faceid evaluate
@@ -133,6 +136,7 @@ def image_info(pipeline, identity, *, prompt: str, negative_prompt: str, steps: 
         "method": pipeline.method, **({"method_options": pipeline.method_options} if pipeline.method_options else {}),
         "encoder": pipeline.encoder.name if pipeline.encoder is not None and identity is not None else None,
         "identity_hash": identity.hash if identity is not None else None,
+        **({"identity_start": identity_start} if identity is not None else {}),
         "identity_token": pipeline.identity_token, "faceid_version": __version__,
         "device": str(pipeline.device), "dtype": str(pipeline.dtype).replace("torch.", ""),
     }
@@ -153,17 +157,20 @@ def generate(
     height = settings.height or pipeline.default_size
     width = settings.width or pipeline.default_size
     pipeline.check_inputs(steps=settings.steps, guidance=settings.guidance, height=height, width=width,
-                          batch_size=settings.batch_size, scheduler=settings.scheduler)
+                          batch_size=settings.batch_size, scheduler=settings.scheduler,
+                          identity_start=settings.identity_start)
     stem = name or slugify(settings.prompt)
     base_info = image_info(pipeline, identity, prompt=settings.prompt, negative_prompt=settings.negative_prompt,
                            steps=settings.steps, guidance=settings.guidance, scheduler=settings.scheduler,
-                           height=height, width=width, reference=reference)
+                           height=height, width=width, reference=reference,
+                           identity_start=settings.identity_start)
     written = []
     for start in range(0, len(seeds), settings.batch_size):
         chunk = seeds[start:start + settings.batch_size]
         images = pipeline(identity, settings.prompt, seeds=chunk, negative_prompt=settings.negative_prompt or None,
                           steps=settings.steps, guidance=settings.guidance, scheduler=settings.scheduler,
-                          height=height, width=width, batch_size=settings.batch_size, on_step=on_step)
+                          height=height, width=width, batch_size=settings.batch_size,
+                          identity_start=settings.identity_start, on_step=on_step)
         for seed, image in zip(chunk, images):
             result = save_generated(image, unique_path(out_dir, f"{stem}-{seed}"), {**base_info, "seed": seed})
             written.append(result)

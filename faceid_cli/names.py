@@ -33,4 +33,6 @@ SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler-a", "heun", "dpm++2m", "dpm++
 GENERATION_DEFAULTS = {
     "model": "tiny", "method": "m2", "num_images": 1, "steps": 30, "guidance": 7.5, "scheduler": "ddim",
     "negative_prompt": "", "batch_size": 1, "face_index": 0, "identity_token": "S*", "append_identity": False,
+    # the share of steps drawn before the identity enters (FaceIDPipeline.render)
+    "identity_start": 0.0,
 }

@@ -191,6 +191,11 @@ class FaceIDPipeline:
         with torch.inference_mode():
             return self.method_impl.prompt_embeds(self.pipe, self.encoder, [identity], [prompt], self.identity_token)
 
+    def neutral_embeds(self, prompts: Sequence[str]) -> PromptEmbeds:
+        """``prompts`` with no person in them, in this method's embedding space (see ``render``)."""
+        with torch.inference_mode():
+            return self.method_impl.neutral_embeds(self.pipe, self.encoder, list(prompts), self.identity_token)
+
     def negative_embeds(self, negative_prompt: str) -> PromptEmbeds | None:
         """The method's own unconditional branch, or None (the pipeline encodes the negative prompt)."""
         with torch.inference_mode():
@@ -198,8 +203,11 @@ class FaceIDPipeline:
 
     # ---- generation --------------------------------------------------------------------------
     def check_inputs(self, *, steps: int, guidance: float, height: int, width: int, batch_size: int,
-                     scheduler: str) -> None:
+                     scheduler: str, identity_start: float = DEFAULTS["identity_start"]) -> None:
         check_scheduler(scheduler)
+        if not 0 <= identity_start <= 1:
+            raise InvalidArgumentError(f"--identity-start {identity_start} must be between 0 and 1",
+                                       "a fraction of the steps, e.g. 0.2")
         if steps < 1:
             raise InvalidArgumentError(f"--steps {steps} must be at least 1", "the paper uses 30")
         if guidance < 0:
@@ -214,7 +222,8 @@ class FaceIDPipeline:
     def __call__(
         self, identity: Identity | None, prompt: str, *, seeds: Sequence[int], negative_prompt: str | None = None,
         steps: int = DEFAULTS["steps"], guidance: float = DEFAULTS["guidance"], scheduler: str = DEFAULTS["scheduler"],
-        height: int | None = None, width: int | None = None, batch_size: int = DEFAULTS["batch_size"], on_step: Callable[[], None] | None = None,
+        height: int | None = None, width: int | None = None, batch_size: int = DEFAULTS["batch_size"],
+        identity_start: float = DEFAULTS["identity_start"], on_step: Callable[[], None] | None = None,
     ) -> list:
         """Render ``prompt`` once per seed (image i uses generator seed ``seeds[i]``); PIL images."""
         seeds = list(seeds)
@@ -223,29 +232,39 @@ class FaceIDPipeline:
             requests = [RenderRequest(identity, prompt, negative_prompt or "", int(seed))
                         for seed in seeds[start:start + batch_size]]
             images += self.render(requests, steps=steps, guidance=guidance, scheduler=scheduler,
-                                  height=height, width=width, on_step=on_step)
+                                  height=height, width=width, identity_start=identity_start, on_step=on_step)
         return images
 
     def render(
         self, requests: Sequence[RenderRequest], *, steps: int = DEFAULTS["steps"],
         guidance: float = DEFAULTS["guidance"], scheduler: str = DEFAULTS["scheduler"], height: int | None = None, width: int | None = None,
-        on_step: Callable[[], None] | None = None,
+        identity_start: float = DEFAULTS["identity_start"], on_step: Callable[[], None] | None = None,
     ) -> list:
         """Render several (identity, prompt, negative prompt, seed) requests in one batch.
 
         Every request gets its own CPU generator, so its starting noise depends on its seed alone.
         Requests mixing empty and non-empty negative prompts should be rendered apart: SDXL zeroes
         the unconditional embedding only when no negative prompt is given at all.
+
+        ``identity_start``: the share of the steps drawn from the prompt with no person in it
+        (``S*`` read as a neutral subject) before the identity's embeddings take over, as
+        PhotoMaker's "style strength" delays its ID embedding: the early, high-noise steps lay out
+        the picture the prompt asks for, the later ones draw the person into it. 0 (the default)
+        conditions every step on the identity, 1 none (the images of ``--method none``).
         """
         height = height or self.default_size
         width = width or self.default_size
         self.check_inputs(steps=steps, guidance=guidance, height=height, width=width,
-                          batch_size=max(1, len(requests)), scheduler=scheduler)
+                          batch_size=max(1, len(requests)), scheduler=scheduler, identity_start=identity_start)
         self._use_scheduler(scheduler)
+        identity_condition = None
         if not self.uses_identity:
             condition = {"prompt": [replace_identity(r.prompt, self.identity_token) for r in requests]}
         else:
             condition = _as_condition([self.prompt_embeds(r.identity, r.prompt) for r in requests])
+            if round(identity_start * steps) > 0:
+                identity_condition = condition
+                condition = _as_condition([self.neutral_embeds([r.prompt for r in requests])])
         negatives = [self.negative_embeds(r.negative_prompt) for r in requests] if self.uses_identity else [None]
         if negatives[0] is not None:
             condition.update({"negative_" + k: v for k, v in _as_condition(negatives).items()})
@@ -256,6 +275,10 @@ class FaceIDPipeline:
             if on_step is not None:
                 for _ in requests:
                     on_step()
+            # the loop's own length: second-order samplers (heun, dpm++sde) take more model
+            # evaluations than --steps; round() so 0.2 of 30 steps is 6
+            if identity_condition is not None and step + 1 == max(1, round(identity_start * pipe.num_timesteps)):
+                tensors.update(_with_positive(tensors, identity_condition))
             return tensors
 
         # CPU generators: the same seed gives the same starting noise on every device
@@ -265,6 +288,7 @@ class FaceIDPipeline:
                 output = self.pipe(
                     **condition, num_images_per_prompt=1, generator=generators, num_inference_steps=steps,
                     guidance_scale=guidance, height=height, width=width, callback_on_step_end=step_callback,
+                    callback_on_step_end_tensor_inputs=_swapped_tensors(self.pipe) if identity_condition else ["latents"],
                 )
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
@@ -301,6 +325,26 @@ def is_out_of_memory(exc: BaseException) -> bool:
     MemoryError, or the RuntimeError of PyTorch's CPU allocator."""
     return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
         isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def _swapped_tensors(pipe) -> list[str]:
+    """The denoising loop's tensors that :func:`_with_positive` replaces (SDXL keeps pooled text apart)."""
+    return ["prompt_embeds", "add_text_embeds"] if "add_text_embeds" in pipe._callback_tensor_inputs else ["prompt_embeds"]
+
+
+def _with_positive(tensors: dict, condition: dict) -> dict:
+    """The denoising loop's text tensors with their conditional rows replaced by ``condition``'s.
+    Under guidance diffusers stacks them [unconditional; conditional], so the unconditional half
+    stays as it was."""
+    pairs = [("prompt_embeds", "prompt_embeds"), ("add_text_embeds", "pooled_prompt_embeds")]
+    updated = {}
+    for loop_name, condition_name in pairs:
+        if loop_name not in tensors or condition_name not in condition:
+            continue
+        current, positive = tensors[loop_name], condition[condition_name].to(tensors[loop_name])
+        rows = positive.shape[0]
+        updated[loop_name] = positive if current.shape[0] == rows else torch.cat([current[:-rows], positive])
+    return updated
 
 
 def _as_condition(embeds: Sequence[PromptEmbeds]) -> dict:

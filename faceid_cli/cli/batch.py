@@ -77,6 +77,9 @@ def batch(
     width: Annotated[int | None, typer.Option("--width", min=8, help="Default width [default: the model's].")] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Default negative prompt.")] = None,
     identity_token: Annotated[str | None, typer.Option("--identity-token", help=f"Default identity word [default: {DEFAULTS['identity_token']}].")] = None,
+    identity_start: Annotated[float | None, typer.Option("--identity-start", min=0.0, max=1.0, metavar="FRACTION",
+                                                         help="Default share of the steps drawn before the "
+                                                         "identity enters (see generate) [default: 0].")] = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     allow_download: AllowDownloadOption = False,
@@ -102,7 +105,8 @@ def batch(
 
     given = {"model": model, "encoder": str(encoder) if encoder else None, "method": method,
              "num_images": num_images, "steps": steps, "guidance": guidance, "scheduler": scheduler,
-             "height": height, "width": width, "negative_prompt": negative_prompt, "identity_token": identity_token}
+             "height": height, "width": width, "negative_prompt": negative_prompt, "identity_token": identity_token,
+             "identity_start": identity_start}
     jobs = read_jobs(jobs_file, jobs_format, defaults={k: v for k, v in given.items() if v is not None})
     shard_index, shard_count = parse_shard(shard)
     mine = shard_jobs(jobs, shard_index, shard_count)

@@ -50,6 +50,10 @@ def evaluate(
                                                      f"{', '.join(METHODS)} [default: m2].")] = None,
     encoder: Annotated[list[str] | None, typer.Option("--encoder", help="Encoder checkpoints (repeatable: each "
                                                       "makes its own column).")] = None,
+    identity_start: Annotated[list[float] | None, typer.Option(
+        "--identity-start", min=0.0, max=1.0, metavar="FRACTION",
+        help="Share of the steps drawn before the identity enters (see generate); repeatable: each value "
+        "makes its own column of every identity method [default: 0].")] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images per (face, prompt).")] = 4,
     seed: Annotated[int, typer.Option("--seed", min=0, help="First seed; every method gets the same seeds.")] = 0,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")] = DEFAULTS["steps"],
@@ -107,7 +111,7 @@ def evaluate(
     for name in method or []:
         if name not in METHODS:
             raise typer.BadParameter(f"'{name}' is not one of {', '.join(METHODS)}", param_hint="'--method'")
-    variants = variants_from(list(method or []), list(encoder or []))
+    variants = variants_from(list(method or []), list(encoder or []), list(identity_start or []))
     prompt_list = load_prompts(prompts)
     total = len(variants) * len(photos) * len(prompt_list) * num_images * steps
     with interruptible("every finished image is kept; run the same command again to resume"), \

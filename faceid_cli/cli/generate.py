@@ -68,6 +68,12 @@ FaceIndexOption = Annotated[
 IdentityTokenOption = Annotated[
     str, typer.Option("--identity-token", help="The word in prompts that stands for the person.")
 ]
+IdentityStartOption = Annotated[
+    float, typer.Option("--identity-start", min=0.0, max=1.0, metavar="FRACTION",
+                        help="Share of the steps drawn from the prompt alone (S* read as 'a person') before "
+                        "the identity enters, like PhotoMaker's style strength: higher follows the prompt "
+                        "more and keeps less of the person; 0 conditions every step on it.")
+]
 
 
 @app.command()
@@ -151,6 +157,7 @@ def generate(
     append_identity: Annotated[bool, typer.Option("--append-identity",
                                                   help="Add ', photo of S*' to a prompt without S*.")] = DEFAULTS["append_identity"],
     identity_token: IdentityTokenOption = DEFAULTS["identity_token"],
+    identity_start: IdentityStartOption = DEFAULTS["identity_start"],
     text_negative: Annotated[bool, typer.Option(
         "--text-negative", help="faceclip: encode the negative prompt with the base's text encoders alone, "
         "instead of the release's negative branch (a black face through FaceCLIP, no prefix).")] = False,
@@ -188,6 +195,7 @@ def generate(
     settings = GenerationSettings(
         prompt=prompt, negative_prompt=negative_prompt, num_images=num_images, seed=seed, steps=steps,
         guidance=guidance, scheduler=scheduler, height=height, width=width, batch_size=batch_size,
+        identity_start=identity_start,
     )
     with progress_bar("Generating", total=num_images * steps, enabled=not json_output) as advance:
         results = render(pipeline, identity, settings, out, name=name, on_step=advance, reference=[str(face)])

@@ -23,18 +23,37 @@ IMAGES = "images"
 
 @dataclass(frozen=True)
 class Variant:
-    """One column of the comparison: a method, with an encoder checkpoint for the trained ones."""
+    """One column of the comparison: a method, with an encoder checkpoint for the trained ones,
+    and the share of steps drawn before the identity enters."""
 
     label: str
     method: str
     encoder: str | None = None
+    identity_start: float = 0.0
 
 
-def variants_from(methods: list[str], encoders: list[str]) -> list[Variant]:
+def variants_from(methods: list[str], encoders: list[str], identity_starts: list[float] | None = None) -> list[Variant]:
     """Several ``--method`` values are compared side by side. Each ``--encoder`` checkpoint goes
     to the method of its kind (``m2`` and ``faceclip`` checkpoints in one run make one column
     each); several checkpoints of one method make a column each, labelled by the checkpoint's
-    folder."""
+    folder. Several ``identity_starts`` make a column each of every identity method
+    (``m2@start0.2``); one applies to them all."""
+    starts = list(dict.fromkeys(identity_starts or [0.0]))
+    variants = _method_variants(methods, encoders)
+    if len(starts) == 1:
+        return [Variant(v.label, v.method, v.encoder, starts[0] if v.encoder or _uses_identity(v.method) else 0.0)
+                for v in variants]
+    return [Variant(f"{v.label}@start{start:g}", v.method, v.encoder, start) if _uses_identity(v.method) else v
+            for v in variants for start in (starts if _uses_identity(v.method) else starts[:1])]
+
+
+def _uses_identity(method: str) -> bool:
+    from ..methods import get_method
+
+    return get_method(method).uses_identity
+
+
+def _method_variants(methods: list[str], encoders: list[str]) -> list[Variant]:
     from ..methods import get_method
 
     methods = list(dict.fromkeys(methods or ["m2"]))
@@ -108,13 +127,14 @@ def evaluation_jobs(faces: list[Path], prompts: list[str], variants: list[Varian
             for p, prompt in enumerate(prompts):
                 name = f"{_slug(variant.label)}/{stems[f]}/p{p:02d}"
                 job_settings = {**settings, "method": variant.method, "num_images": num_images,
-                                "seed": image_seed(seed, f, p, num_images, len(prompts))}
+                                "seed": image_seed(seed, f, p, num_images, len(prompts)),
+                                "identity_start": variant.identity_start}
                 if variant.encoder:
                     job_settings["encoder"] = variant.encoder
                 jobs.append(Job(index=len(jobs), line=0, name=name, faces=(str(face),), prompts=(prompt,),
                                 settings=job_settings))
                 meaning[name] = {"variant": variant.label, "method": variant.method, "encoder": variant.encoder,
-                                 "face": str(face),
+                                 "identity_start": variant.identity_start, "face": str(face),
                                  "face_index": f, "prompt": prompt, "prompt_index": p}
     return jobs, meaning
 
@@ -279,6 +299,7 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
                               "face similarity needs the photo; generate from photos to evaluate")
         models.add(info["model"])
         rows.append({"method": info["method"], "encoder": info.get("encoder"), "face": reference,
+                     "identity_start": float(info.get("identity_start") or 0.0),
                      "prompt": info["prompt"], "seed": info["seed"], "file": str(path.relative_to(folder))})
     if not rows:
         raise InvalidArgumentError(f"no image made by faceid in '{folder}'", "point --images at a generate or batch output")
@@ -288,9 +309,12 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
     encoders = {(r["method"], r["encoder"]) for r in rows}
     several = {m for m, _ in encoders if sum(1 for mm, _ in encoders if mm == m) > 1}
     names = checkpoint_names(sorted({e for _, e in encoders if e}))
+    starts = {r["identity_start"] for r in rows if r["encoder"]}
     for row in rows:
         row["variant"] = (f"{row['method']}@{names[row['encoder']]}"
                           if row["method"] in several and row["encoder"] else row["method"])
+        if len(starts) > 1 and row["encoder"]:
+            row["variant"] += f"@start{row['identity_start']:g}"
     return rows, models.pop()
 
 
@@ -308,7 +332,7 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     records = []
     for row in rows:
         key = row["file"]
-        meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "face", "prompt")}
+        meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "identity_start", "face", "prompt")}
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
                            neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model),
@@ -384,6 +408,7 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
         image = load_image(images_dir / record["files"][0], max_pixels=max_pixels)
         images.append(image)
         rows.append({**{k: info[k] for k in ("variant", "method", "face", "prompt")},
+                     "identity_start": info.get("identity_start", 0.0),
                      "seed": record["seed"], "file": record["files"][0],
                      "face_similarity": face_similarity(analyzer, image, references[info["face"]]),
                      "encode_seconds": encode_seconds.get(_timing_key(info["method"], info["encoder"], info["face"]))})

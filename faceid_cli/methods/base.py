@@ -95,3 +95,11 @@ class Method:
     def negative_embeds(self, pipe, encoder, negative_prompts: Sequence[str], options: dict) -> PromptEmbeds | None:
         """The unconditional branch, or None to let the pipeline encode ``negative_prompt`` itself."""
         return None
+
+    def neutral_embeds(self, pipe, encoder, prompts: Sequence[str], token: str) -> PromptEmbeds:
+        """The prompts with no person in them (``S*`` read as a neutral subject), in the embedding
+        space the method's own prompt embeddings live in: what the steps before ``identity_start``
+        are drawn from. Word methods write into the base's text towers, so the base encodes them."""
+        from ..conditioning import encode_plain_prompts, replace_identity
+
+        return encode_plain_prompts(pipe, [replace_identity(p, token) for p in prompts])

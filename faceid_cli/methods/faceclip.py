@@ -127,6 +127,11 @@ class FaceClipMethod(Method):
             return None
         return embeds_for(pipe, encoder, list(negative_prompts), None)
 
+    def neutral_embeds(self, pipe, encoder, prompts: Sequence[str], token: str) -> PromptEmbeds:
+        # FaceCLIP's UNet reads FaceCLIP's embeddings: the prompt through its encoder with no face
+        # and no prefix, as its negative branch is built
+        return embeds_for(pipe, encoder, [replace_identity(p, token) for p in prompts], None)
+
 
 METHOD = FaceClipMethod()
 
