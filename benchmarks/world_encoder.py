@@ -4,13 +4,15 @@ classifier for the ground-truth check).
 
     python benchmarks/world_encoder.py --encoder runs/world-m2/encoder [--encoder OTHER ...]
         [--identities 24] [--prompts 16] [--num-images 1] [--steps 30] [--out DIR]
+        [--identity-start 0 --identity-start 0.2 ...]
 
 On the same world prompts (``--prompts world``) and the same seeds it prints, one row each:
 - ``ceiling``: a second real render of the person in the prompt's context against the reference;
 - ``by name``: the world T2I drawing celebrities it knows by name (reference: a render of the
   celebrity) - what the encoder is measured against (target: the encoder reaches 90% of it);
 - ``m2@CHECKPOINT`` (or ``clip-image@...``, by the checkpoint's kind): the encoder on held-out
-  people it never saw, from one reference render;
+  people it never saw, from one reference render (``@startF`` with several ``--identity-start``
+  values: the share of steps drawn before the identity enters);
 - ``none``: the same prompts with no identity (the floor).
 with face similarity, the no-face rate, text alignment (the world's CLIP), the share of asked
 attributes shown (target >= 0.80) and how often the reference's own context was copied where the
@@ -96,6 +98,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--identity-start", type=float, action="append", default=[],
+                        help="share of the steps drawn before the identity enters (repeatable: a row each)")
     parser.add_argument("--out", type=Path, default=None, help="keep the images and reports here")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
@@ -128,8 +132,14 @@ def main() -> None:
         path = Path(encoder)
         return f"{method(encoder)}@" + (path.parent.name if path.name == "encoder" else path.name)
 
-    variants = [Variant("none", "none")] + [Variant(label(e) if len(args.encoder) > 1 else method(e), method(e), e)
-                                            for e in args.encoder]
+    starts = args.identity_start or [0.0]
+
+    def named(encoder: str, start: float) -> str:
+        base = label(encoder) if len(args.encoder) > 1 else method(encoder)
+        return base + (f"@start{start:g}" if len(starts) > 1 else "")
+
+    variants = [Variant("none", "none")] + [Variant(named(e, start), method(e), e, start)
+                                            for e in args.encoder for start in starts]
     result = run_evaluation(out / "held-out", held_out, prompts, variants, **common)
     for variant in variants:
         lines.append(summary_line(variant.label, [r for r in result.rows if r["variant"] == variant.label]))
