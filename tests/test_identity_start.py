@@ -55,7 +55,9 @@ def test_without_guidance_the_switch_replaces_the_whole_text_condition(faces_dir
 def test_the_start_is_recorded_with_the_image(faces_dir, tmp_path):
     result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--json", "-o", tmp_path, *FAST,
                      "--identity-start", "0.25")
-    [path] = parse_json(result)["images"]
+    document = parse_json(result)
+    [path] = document["images"]
+    assert document["identity_start"] == 0.25
     info = read_parameters(path)
     assert info["identity_start"] == 0.25 and "Identity start: 0.25" in info["parameters"]
     assert json.loads(Path(path).with_suffix(".json").read_text())["identity_start"] == 0.25

@@ -202,7 +202,8 @@ def generate(
     if json_output:
         print_json({"images": [str(r.path) for r in results], "seed": settings.seed,
                     "seeds": [r.seed for r in results], "prompt": prompt,
-                    "identity_hash": identity.hash if identity is not None else None, **described})
+                    "identity_hash": identity.hash if identity is not None else None,
+                    **({"identity_start": identity_start} if identity is not None else {}), **described})
         return
     console = stdout_console()
     for result in results:
