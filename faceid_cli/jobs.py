@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -165,7 +166,7 @@ def _validate(index: int, line: int, raw: dict, defaults: dict, base: Path) -> J
         for key, value in {**defaults, **{k: v for k, v in raw.items() if k in SETTINGS}}.items():
             if key not in SETTINGS:
                 raise ValueError(f"unknown default '{key}'")
-            settings[key] = _coerce(key, value)
+            settings[key] = _check_limits(key, _coerce(key, value))
         faces = tuple(str((base / face) if not Path(face).is_absolute() else Path(face)) for face in faces)
         if "encoder" in settings and not Path(settings["encoder"]).is_absolute():
             settings["encoder"] = str(base / settings["encoder"])
@@ -193,6 +194,19 @@ def _strings(value, key: str) -> list[str]:
     if not all(isinstance(v, str) and v.strip() for v in values):
         raise ValueError(f"'{key}' must be a non-empty string or a list of them")
     return [v.strip() for v in values] if key == "face" else list(values)
+
+
+def _check_limits(key: str, value):
+    """A numeric field must be finite and within :data:`~faceid_cli.names.GENERATION_LIMITS`."""
+    from .names import GENERATION_LIMITS
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"'{key}' must be a finite number, got {value}")
+    low, high = GENERATION_LIMITS.get(key, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"'{key}' must be {bounds}, got {value}")
+    return value
 
 
 def _coerce(key: str, value):

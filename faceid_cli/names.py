@@ -36,3 +36,9 @@ GENERATION_DEFAULTS = {
     # the share of steps drawn before the identity enters (FaceIDPipeline.render)
     "identity_start": 0.0,
 }
+#: the range of each numeric generation setting (None: unbounded); generate's and batch's options
+#: and batch's job fields all check these
+GENERATION_LIMITS = {
+    "num_images": (1, None), "seed": (0, 2**63 - 1), "steps": (1, 1000), "guidance": (0.0, None),
+    "height": (8, None), "width": (8, None), "face_index": (0, None), "identity_start": (0.0, 1.0),
+}

@@ -205,13 +205,14 @@ class FaceIDPipeline:
     def check_inputs(self, *, steps: int, guidance: float, height: int, width: int, batch_size: int,
                      scheduler: str, identity_start: float = DEFAULTS["identity_start"]) -> None:
         check_scheduler(scheduler)
-        if not 0 <= identity_start <= 1:
+        if not 0 <= identity_start <= 1:  # NaN too
             raise InvalidArgumentError(f"--identity-start {identity_start} must be between 0 and 1",
                                        "a fraction of the steps, e.g. 0.2")
         if steps < 1:
             raise InvalidArgumentError(f"--steps {steps} must be at least 1", "the paper uses 30")
-        if guidance < 0:
-            raise InvalidArgumentError(f"--guidance {guidance} must not be negative", "the paper uses 7.5")
+        if not 0 <= guidance < float("inf"):  # NaN too
+            raise InvalidArgumentError(f"--guidance {guidance} must be a finite number, not negative",
+                                       "the paper uses 7.5")
         if batch_size < 1:
             raise InvalidArgumentError(f"--batch-size {batch_size} must be at least 1", "use 1 to 8")
         for name, value in (("height", height), ("width", width)):

@@ -231,6 +231,9 @@ def test_identity_for_another_family_is_refused(faces_dir, tmp_path):
     (["--dtype", "fp64"], "fp64"),
     (["--model", "not a model!"], "unknown model"),
     (["--steps", "0"], "--steps"),
+    (["--guidance", "inf"], "--guidance"),
+    (["--guidance", "nan"], "--guidance"),
+    (["--seed", str(2**63)], "--seed"),
     (["--method", "dreambooth"], "dreambooth"),
 ])
 def test_bad_values_exit_2(faces_dir, tmp_path, args, fragment):

@@ -65,7 +65,7 @@ def test_the_start_is_recorded_with_the_image(faces_dir, tmp_path):
     assert "Identity start" not in read_parameters(parse_json(plain)["images"][0])["parameters"]
 
 
-@pytest.mark.parametrize("value", ["-0.1", "1.5", "half"])
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "half", "nan", "inf"])
 def test_a_start_outside_0_to_1_is_refused(faces_dir, tmp_path, value):
     result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", tmp_path / "out",
                      "--identity-start", value)
@@ -89,7 +89,7 @@ def test_a_batch_job_takes_its_own_start_and_matches_generate(faces_dir, tmp_pat
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"face": face, "prompt": "S* as a chef", "identity_start": 2}) + "\n")
     failed = run_cli("batch", bad, "-o", tmp_path / "bad", "--steps", "4", "--quiet")
-    assert_one_line_error(failed, 1, "--identity-start 2.0 must be between 0 and 1")
+    assert_one_line_error(failed, 1, "'identity_start' must be between 0.0 and 1.0, got 2.0")
 
 
 def test_evaluate_makes_a_column_per_start(faces_dir, tmp_path, tiny_clip):  # noqa: F811
@@ -120,3 +120,19 @@ def test_evaluate_makes_a_column_per_start(faces_dir, tmp_path, tiny_clip):  # n
     again = {row["variant"]: row for row in csv.DictReader((tmp_path / "again" / "results.csv").open())}
     assert set(again) == {"m2@start0", "m2@start1", "none"}
     assert again["m2@start0"]["text_alignment"] == table["m2@start0"]["text_alignment"]
+
+
+@pytest.mark.parametrize("setting,value,fragment", [
+    ("guidance", float("nan"), "--guidance nan must be a finite number"),
+    ("guidance", float("inf"), "--guidance inf must be a finite number"),
+    ("identity_start", float("nan"), "--identity-start nan must be between 0 and 1"),
+    ("identity_start", -0.5, "--identity-start -0.5 must be between 0 and 1"),
+])
+def test_the_library_refuses_what_the_cli_refuses(setting, value, fragment):
+    from faceid_cli.errors import InvalidArgumentError
+    from faceid_cli.pipeline_faceid import FaceIDPipeline
+
+    pipeline = FaceIDPipeline.from_model("tiny")
+    settings = {"steps": 2, "guidance": 7.5, "identity_start": 0.0, setting: value}
+    with pytest.raises(InvalidArgumentError, match=fragment.replace("-", r"\-").replace(".", r"\.")):
+        pipeline(None, "a person", seeds=[0], **settings)

@@ -91,6 +91,15 @@ def test_command_line_defaults_sit_between_the_job_and_the_file(tmp_path):
     ('{"face": 3, "prompt": "S*"}', "'face' must be"),
     ('[1, 2]', "not a JSON object"),
     ('{"face": "a.jpg", "prompt": "S*"', "not valid JSON"),
+    ('{"face": "a.jpg", "prompt": "S*", "seed": 99999999999999999999999}', "'seed' must be between 0 and"),
+    ('{"face": "a.jpg", "prompt": "S*", "seed": -1}', "'seed' must be between 0 and"),
+    ('{"face": "a.jpg", "prompt": "S*", "num_images": 0}', "'num_images' must be at least 1, got 0"),
+    ('{"face": "a.jpg", "prompt": "S*", "steps": 0}', "'steps' must be between 1 and 1000"),
+    ('{"face": "a.jpg", "prompt": "S*", "guidance": NaN}', "'guidance' must be a finite number"),
+    ('{"face": "a.jpg", "prompt": "S*", "guidance": -2}', "'guidance' must be at least 0.0"),
+    ('{"face": "a.jpg", "prompt": "S*", "face_index": -1}', "'face_index' must be at least 0"),
+    ('{"face": "a.jpg", "prompt": "S*", "identity_start": 1.5}', "'identity_start' must be between 0.0 and 1.0"),
+    ('{"face": "a.jpg", "prompt": "S*", "height": 4}', "'height' must be at least 8"),
 ])
 def test_a_bad_job_fails_alone(tmp_path, line, fragment):
     path = tmp_path / "jobs.jsonl"

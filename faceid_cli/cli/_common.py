@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -214,6 +215,14 @@ def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def finite(value):
+    """An option callback refusing NaN and infinity, which click's ranges let through (exit 2)."""
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if item is not None and not math.isfinite(item):
+            raise typer.BadParameter(f"{item} is not a finite number")
+    return value
 
 
 def writable_folder(value: Path | None) -> Path | None:

@@ -18,6 +18,7 @@ from ._common import (
     MaxPixelsOption,
     PackOption,
     analyzer_options,
+    finite,
     interruptible,
     new_app,
     note,
@@ -40,6 +41,7 @@ from .generate import (
 
 from ..jobs import SETTINGS
 from ..names import GENERATION_DEFAULTS as DEFAULTS
+from ..names import GENERATION_LIMITS as LIMITS
 
 app = new_app()
 
@@ -67,17 +69,17 @@ def batch(
     encoder: EncoderOption = None,
     method: Annotated[str | None, typer.Option("--method", autocompletion=complete_method, callback=one_of(METHOD_NAMES),
                                                help=f"Default method: {', '.join(METHOD_NAMES)} [default: {DEFAULTS['method']}].")] = None,
-    num_images: Annotated[int | None, typer.Option("--num-images", "-n", min=1, help=f"Default images per prompt [default: {DEFAULTS['num_images']}].")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help=f"Default denoising steps [default: {DEFAULTS['steps']}].")] = None,
-    guidance: Annotated[float | None, typer.Option("--guidance", min=0.0, help=f"Default guidance [default: {DEFAULTS['guidance']}].")] = None,
+    num_images: Annotated[int | None, typer.Option("--num-images", "-n", min=LIMITS["num_images"][0], help=f"Default images per prompt [default: {DEFAULTS['num_images']}].")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=LIMITS["steps"][0], max=LIMITS["steps"][1], help=f"Default denoising steps [default: {DEFAULTS['steps']}].")] = None,
+    guidance: Annotated[float | None, typer.Option("--guidance", min=LIMITS["guidance"][0], callback=finite, help=f"Default guidance [default: {DEFAULTS['guidance']}].")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", autocompletion=complete_scheduler,
                                                   callback=one_of(SCHEDULER_NAMES),
                                                   help=f"Default sampler: {', '.join(SCHEDULER_NAMES)} [default: {DEFAULTS['scheduler']}].")] = None,
-    height: Annotated[int | None, typer.Option("--height", min=8, help="Default height [default: the model's].")] = None,
-    width: Annotated[int | None, typer.Option("--width", min=8, help="Default width [default: the model's].")] = None,
+    height: Annotated[int | None, typer.Option("--height", min=LIMITS["height"][0], help="Default height [default: the model's].")] = None,
+    width: Annotated[int | None, typer.Option("--width", min=LIMITS["width"][0], help="Default width [default: the model's].")] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Default negative prompt.")] = None,
     identity_token: Annotated[str | None, typer.Option("--identity-token", help=f"Default identity word [default: {DEFAULTS['identity_token']}].")] = None,
-    identity_start: Annotated[float | None, typer.Option("--identity-start", min=0.0, max=1.0, metavar="FRACTION",
+    identity_start: Annotated[float | None, typer.Option("--identity-start", min=LIMITS["identity_start"][0], max=LIMITS["identity_start"][1], callback=finite, metavar="FRACTION",
                                                          help="Default share of the steps drawn before the "
                                                          "identity enters (see generate) [default: 0].")] = None,
     device: DeviceOption = "auto",

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..names import GENERATION_DEFAULTS as DEFAULTS
+from ..names import GENERATION_LIMITS as LIMITS
 from ..names import METHODS
 from ._common import (
     AllowDownloadOption,
@@ -20,6 +21,7 @@ from ._common import (
     MaxPixelsOption,
     PackOption,
     analyzer_options,
+    finite,
     interruptible,
     new_app,
     note,
@@ -51,13 +53,13 @@ def evaluate(
     encoder: Annotated[list[str] | None, typer.Option("--encoder", help="Encoder checkpoints (repeatable: each "
                                                       "makes its own column).")] = None,
     identity_start: Annotated[list[float] | None, typer.Option(
-        "--identity-start", min=0.0, max=1.0, metavar="FRACTION",
+        "--identity-start", min=LIMITS["identity_start"][0], max=LIMITS["identity_start"][1], callback=finite, metavar="FRACTION",
         help="Share of the steps drawn before the identity enters (see generate); repeatable: each value "
         "makes its own column of every identity method [default: 0].")] = None,
-    num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images per (face, prompt).")] = 4,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="First seed; every method gets the same seeds.")] = 0,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")] = DEFAULTS["steps"],
-    guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Guidance scale.")] = DEFAULTS["guidance"],
+    num_images: Annotated[int, typer.Option("--num-images", "-n", min=LIMITS["num_images"][0], help="Images per (face, prompt).")] = 4,
+    seed: Annotated[int, typer.Option("--seed", min=LIMITS["seed"][0], max=LIMITS["seed"][1], help="First seed; every method gets the same seeds.")] = 0,
+    steps: Annotated[int, typer.Option("--steps", min=LIMITS["steps"][0], max=LIMITS["steps"][1], help="Denoising steps.")] = DEFAULTS["steps"],
+    guidance: Annotated[float, typer.Option("--guidance", min=LIMITS["guidance"][0], callback=finite, help="Guidance scale.")] = DEFAULTS["guidance"],
     clip: Annotated[str | None, typer.Option("--clip", help="CLIP for text alignment: a repo id or folder "
                                              "[default: openai/clip-vit-large-patch14; world for the world].")] = None,
     neutral: Annotated[str, typer.Option("--neutral", help="What replaces S* in the text the CLIP reads.")] = "a person",

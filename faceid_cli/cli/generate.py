@@ -18,6 +18,7 @@ from ._common import (
     MaxPixelsOption,
     PackOption,
     analyzer_options,
+    finite,
     new_app,
     note,
     one_of,
@@ -31,6 +32,7 @@ from ._common import (
 app = new_app()
 
 from ..names import GENERATION_DEFAULTS as DEFAULTS
+from ..names import GENERATION_LIMITS as LIMITS
 from ..names import KNOWN_MODELS, SCHEDULER_NAMES
 from ..names import METHODS as METHOD_NAMES
 
@@ -63,13 +65,13 @@ MethodOption = Annotated[
                       "(FaceCLIP's joint ID-text encoder, SDXL) or none (S* becomes 'a person').")
 ]
 FaceIndexOption = Annotated[
-    int, typer.Option("--face-index", min=0, help="Which face of the photo, largest first (see detect).")
+    int, typer.Option("--face-index", min=LIMITS["face_index"][0], help="Which face of the photo, largest first (see detect).")
 ]
 IdentityTokenOption = Annotated[
     str, typer.Option("--identity-token", help="The word in prompts that stands for the person.")
 ]
 IdentityStartOption = Annotated[
-    float, typer.Option("--identity-start", min=0.0, max=1.0, metavar="FRACTION",
+    float, typer.Option("--identity-start", min=LIMITS["identity_start"][0], max=LIMITS["identity_start"][1], callback=finite, metavar="FRACTION",
                         help="Share of the steps drawn from the prompt alone (S* read as 'a person') before "
                         "the identity enters, like PhotoMaker's style strength: higher follows the prompt "
                         "more and keeps less of the person; 0 conditions every step on it.")
@@ -133,18 +135,18 @@ def generate(
     face: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FACE|ID",
                                          help="A photo of the person, or an identity file from 'faceid encode'.")],
     prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="What to generate; S* stands for the person: 'S* as a chef'.")],
-    num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="How many images.")] = DEFAULTS["num_images"],
-    seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**63 - 1,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", min=LIMITS["num_images"][0], help="How many images.")] = DEFAULTS["num_images"],
+    seed: Annotated[int | None, typer.Option("--seed", min=LIMITS["seed"][0], max=LIMITS["seed"][1],
                                              help="Seed of the first image; image i uses seed+i "
                                              "[default: random, recorded in the files].")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")] = DEFAULTS["steps"],
-    guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale.")] = DEFAULTS["guidance"],
+    steps: Annotated[int, typer.Option("--steps", min=LIMITS["steps"][0], max=LIMITS["steps"][1], help="Denoising steps.")] = DEFAULTS["steps"],
+    guidance: Annotated[float, typer.Option("--guidance", min=LIMITS["guidance"][0], callback=finite, help="Classifier-free guidance scale.")] = DEFAULTS["guidance"],
     scheduler: Annotated[str, typer.Option("--scheduler", callback=one_of(SCHEDULER_NAMES),
                                            autocompletion=complete_scheduler,
                                            help=f"Sampler: {', '.join(SCHEDULER_NAMES)}.")] = DEFAULTS["scheduler"],
-    height: Annotated[int | None, typer.Option("--height", min=8, help="Image height, a multiple of 8 "
+    height: Annotated[int | None, typer.Option("--height", min=LIMITS["height"][0], help="Image height, a multiple of 8 "
                                                "[default: the model's native size].")] = None,
-    width: Annotated[int | None, typer.Option("--width", min=8, help="Image width, a multiple of 8 "
+    width: Annotated[int | None, typer.Option("--width", min=LIMITS["width"][0], help="Image width, a multiple of 8 "
                                               "[default: the model's native size].")] = None,
     negative_prompt: Annotated[str, typer.Option("--negative-prompt", help="What to steer away from.")] = DEFAULTS["negative_prompt"],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images rendered at once.")] = DEFAULTS["batch_size"],
