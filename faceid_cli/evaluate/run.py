@@ -41,7 +41,7 @@ def variants_from(methods: list[str], encoders: list[str], identity_starts: list
     starts = list(dict.fromkeys(identity_starts or [0.0]))
     variants = _method_variants(methods, encoders)
     if len(starts) == 1:
-        return [Variant(v.label, v.method, v.encoder, starts[0] if v.encoder or _uses_identity(v.method) else 0.0)
+        return [Variant(v.label, v.method, v.encoder, starts[0] if _uses_identity(v.method) else 0.0)
                 for v in variants]
     return [Variant(f"{v.label}@start{start:g}", v.method, v.encoder, start) if _uses_identity(v.method) else v
             for v in variants for start in (starts if _uses_identity(v.method) else starts[:1])]
