@@ -8,16 +8,18 @@ holds the same document. Files are written under a temporary name and renamed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .images import atomic_output
+from .images import atomic_output, new_file_mode
 from .models.schedulers import sampler_label
 from .names import GENERATION_DEFAULTS as DEFAULTS
 
@@ -93,23 +95,68 @@ def read_parameters(path: str | os.PathLike) -> dict:
     return info
 
 
-def save_generated(image, path: Path, info: dict) -> GeneratedImage:
-    """Write the sidecar, then the PNG: the PNG's rename is the moment the image counts as done."""
+def _png_chunk(info: dict):
     from PIL.PngImagePlugin import PngInfo
 
     chunk = PngInfo()
     chunk.add_text("parameters", parameters_text(info))
     chunk.add_text("faceid", json.dumps(info, sort_keys=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return chunk
+
+
+def _write_sidecar(info: dict, path: Path) -> Path:
     sidecar = path.with_suffix(".json")
     with atomic_output(sidecar) as tmp:
         tmp.write_text(json.dumps({**info, "image": path.name}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return sidecar
+
+
+def save_generated(image, path: Path, info: dict) -> GeneratedImage:
+    """Write the sidecar, then the PNG: the PNG's rename is the moment the image counts as done
+    (batch's resume relies on it). An existing ``path`` is replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = _write_sidecar(info, path)
     try:
         with atomic_output(path) as tmp:
-            image.save(tmp, format="PNG", pnginfo=chunk)
+            image.save(tmp, format="PNG", pnginfo=_png_chunk(info))
     except BaseException:
         sidecar.unlink(missing_ok=True)  # no sidecar of an image that was never written (a full disk)
         raise
+    return GeneratedImage(path=path, seed=info["seed"], info=info)
+
+
+#: link() errors that mean "this file system has no hard links", not "you may not"
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+def save_new(image, folder: Path, stem: str, info: dict) -> GeneratedImage:
+    """Save as ``folder/stem.png`` (``stem-2.png``... if taken) without ever replacing a file, even
+    one another run writes in the same moment: the finished PNG takes its name with a hard link,
+    which fails where a rename would overwrite, and the next free name is tried. Its sidecar
+    follows (the PNG carries the same record, so a kill between the two loses nothing). Where the
+    file system has no hard links, the name is taken by rename after the check."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".png.part", dir=folder)
+    os.close(fd)
+    finished = Path(name)
+    try:
+        image.save(finished, format="PNG", pnginfo=_png_chunk(info))
+        os.chmod(finished, new_file_mode())
+        while True:
+            path = unique_path(folder, stem)
+            try:
+                os.link(finished, path)
+                break
+            except FileExistsError:
+                continue  # taken since unique_path looked
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                os.replace(finished, path)
+                break
+    finally:
+        finished.unlink(missing_ok=True)
+    _write_sidecar(info, path)
     return GeneratedImage(path=path, seed=info["seed"], info=info)
 
 
@@ -172,7 +219,7 @@ def generate(
                           height=height, width=width, batch_size=settings.batch_size,
                           identity_start=settings.identity_start, on_step=on_step)
         for seed, image in zip(chunk, images):
-            result = save_generated(image, unique_path(out_dir, f"{stem}-{seed}"), {**base_info, "seed": seed})
+            result = save_new(image, out_dir, f"{stem}-{seed}", {**base_info, "seed": seed})
             written.append(result)
             if on_image is not None:
                 on_image(result)

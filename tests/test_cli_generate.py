@@ -174,6 +174,41 @@ def test_files_are_never_overwritten(faces_dir, tmp_path):
     assert second["images"] == [str(tmp_path / "chef-9-2.png")]
 
 
+def test_a_name_taken_by_another_run_in_the_same_moment_is_not_overwritten(faces_dir, tmp_path, monkeypatch):
+    import faceid_cli.generate as generate_module
+
+    real_unique_path = generate_module.unique_path
+    theirs = tmp_path / "chef-9.png"
+
+    def racing(folder, stem):
+        found = real_unique_path(folder, stem)
+        if not theirs.exists():  # another run finishes chef-9.png just after this one looked
+            theirs.write_bytes(b"the other run's image")
+        return found
+
+    monkeypatch.setattr(generate_module, "unique_path", racing)
+    mine = _generate(faces_dir / "obama.jpg", "--seed", "9", "--name", "chef", out=tmp_path)
+    assert theirs.read_bytes() == b"the other run's image"
+    assert mine["images"] == [str(tmp_path / "chef-9-2.png")]
+    assert json.loads((tmp_path / "chef-9-2.json").read_text())["image"] == "chef-9-2.png"
+    assert not (tmp_path / "chef-9.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chef-9-2.json", "chef-9-2.png", "chef-9.png"]
+
+
+def test_without_hard_links_images_are_still_written(faces_dir, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(source, target, *args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted", str(source), None, str(target))
+
+    monkeypatch.setattr(os, "link", no_links)
+    first = _generate(faces_dir / "obama.jpg", "--seed", "9", "--name", "chef", out=tmp_path)
+    second = _generate(faces_dir / "obama.jpg", "--seed", "9", "--name", "chef", out=tmp_path)
+    assert first["images"] == [str(tmp_path / "chef-9.png")] and second["images"] == [str(tmp_path / "chef-9-2.png")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chef-9-2.json", "chef-9-2.png", "chef-9.json", "chef-9.png"]
+
+
 def test_human_output_lists_the_files_and_device(faces_dir, tmp_path):
     result = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "-o", tmp_path, *FAST, "--seed", "1")
     assert result.exit_code == 0, result.stderr
