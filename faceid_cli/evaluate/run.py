@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
@@ -38,19 +38,19 @@ def variants_from(methods: list[str], encoders: list[str], identity_starts: list
     each); several checkpoints of one method make a column each, labelled by the checkpoint's
     folder. Several ``identity_starts`` make a column each of every identity method
     (``m2@start0.2``); one applies to them all."""
-    starts = list(dict.fromkeys(identity_starts or [0.0]))
-    variants = _method_variants(methods, encoders)
-    if len(starts) == 1:
-        return [Variant(v.label, v.method, v.encoder, starts[0] if _uses_identity(v.method) else 0.0)
-                for v in variants]
-    return [Variant(f"{v.label}@start{start:g}", v.method, v.encoder, start) if _uses_identity(v.method) else v
-            for v in variants for start in (starts if _uses_identity(v.method) else starts[:1])]
-
-
-def _uses_identity(method: str) -> bool:
     from ..methods import get_method
 
-    return get_method(method).uses_identity
+    starts = list(dict.fromkeys(identity_starts or [0.0]))
+    variants = []
+    for variant in _method_variants(methods, encoders):
+        if not get_method(variant.method).uses_identity:
+            variants.append(variant)
+        elif len(starts) == 1:
+            variants.append(replace(variant, identity_start=starts[0]))
+        else:
+            variants += [replace(variant, label=f"{variant.label}@start{start:g}", identity_start=start)
+                         for start in starts]
+    return variants
 
 
 def _method_variants(methods: list[str], encoders: list[str]) -> list[Variant]:

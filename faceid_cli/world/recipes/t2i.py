@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...conditioning import DEFAULT_IDENTITY_TOKEN, encode_prompt_with_identity
+from ...conditioning import DEFAULT_IDENTITY_TOKEN, encode_plain_prompts, encode_prompt_with_identity
 from ...train.loss_weights import face_loss_weights
 from ..contexts import NEUTRAL_SUBJECT
 from .clip import sample_captions
@@ -144,12 +144,9 @@ def prompt_conditioning(pipe, captions: list[str], words: list[torch.Tensor] | N
     xl = getattr(pipe, "text_encoder_2", None) is not None
     if words is not None:
         encoded = encode_prompt_with_identity(pipe, captions, words)
-        embeds, pooled = encoded.prompt_embeds, encoded.pooled_prompt_embeds
-    elif not xl:
-        embeds, _ = pipe.encode_prompt(captions, device, 1, do_classifier_free_guidance=False)
     else:
-        embeds, _, pooled, _ = pipe.encode_prompt(captions, device=device, num_images_per_prompt=1,
-                                                 do_classifier_free_guidance=False)
+        encoded = encode_plain_prompts(pipe, captions)
+    embeds, pooled = encoded.prompt_embeds, encoded.pooled_prompt_embeds
     if not xl:
         return {"encoder_hidden_states": embeds}
     keep = torch.tensor([bool(c) for c in captions], device=device)
