@@ -198,8 +198,7 @@ def generate(
 
     Images are rendered ``batch_size`` at a time and each is written as soon as its batch is done.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)  # made by save_new with the first image: a failed run leaves no empty folder
     seeds = settings.seeds()
     height = settings.height or pipeline.default_size
     width = settings.width or pipeline.default_size
