@@ -39,6 +39,9 @@ app = new_app()
 def evaluate(
     faces: Annotated[list[Path] | None, typer.Option("--faces", exists=True, help="Reference photos: files or "
                                                      "folders (repeatable).")] = None,
+    fuse_folders: Annotated[bool, typer.Option("--fuse-folders", help="Each folder given to --faces is one person: "
+                                               "its photos are fused into one identity, as 'faceid encode' fuses "
+                                               "several photos, and scored against them all.")] = False,
     images: Annotated[Path | None, typer.Option("--images", exists=True, file_okay=False,
                                                 help="Score images already made by generate or batch (their "
                                                 "metadata gives prompts, seeds and references) instead of "
@@ -85,13 +88,14 @@ def evaluate(
     --neutral. On the world's models, also the ground-truth context check: the share of asked
     attributes the image shows (read by the world's context classifier, no text model), and how
     often it shows the reference photo's value where the prompt asked another (context copied).
+    With --fuse-folders a folder is one person: every image is generated from all its photos, and
+    face similarity is the cosine with the mean of their unit embeddings.
     Means come with 95% bootstrap intervals. Writes results.csv, results.json (also per
     prompt and per identity), scores.jsonl, contact-sheet.png and scatter.png into --out; images go
     to --out/images through batch's manifest, so an interrupted evaluation resumes.
     """
     from ..evaluate.prompts import load_prompts
-    from ..evaluate.run import run_evaluation, variants_from
-    from ..images import expand_photos
+    from ..evaluate.run import references_from, run_evaluation, variants_from
     from ..jobs import parse_shard
 
     human = not json_output
@@ -107,24 +111,24 @@ def evaluate(
                                on_note=note if human else None)
         _show(result, out, json_output, "images in " + str(images))
         return
-    photos = expand_photos([str(entry) for entry in faces], what="--faces")
-    if not photos:
+    people = references_from([str(entry) for entry in faces], fuse_folders=fuse_folders)
+    if not people:
         raise typer.BadParameter("no photo found", param_hint="'--faces'")
     for name in method or []:
         if name not in METHODS:
             raise typer.BadParameter(f"'{name}' is not one of {', '.join(METHODS)}", param_hint="'--method'")
     variants = variants_from(list(method or []), list(encoder or []), list(identity_start or []))
     prompt_list = load_prompts(prompts)
-    total = len(variants) * len(photos) * len(prompt_list) * num_images * steps
+    total = len(variants) * len(people) * len(prompt_list) * num_images * steps
     with interruptible("every finished image is kept; run the same command again to resume"), \
             progress_bar("Evaluating", total=total, enabled=human) as advance:
         result = run_evaluation(
-            out, photos, prompt_list, variants, model=model, num_images=num_images, seed=seed, steps=steps,
+            out, people, prompt_list, variants, model=model, num_images=num_images, seed=seed, steps=steps,
             guidance=guidance, backend=backend,
             analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
             clip=clip, neutral=neutral, shard=parse_shard(shard), batch_size=batch_size, device=device, dtype=dtype,
             allow_download=allow_download, max_pixels=max_pixels, on_step=advance, on_note=note if human else None)
-    _show(result, out, json_output, f"{model}, {len(photos)} faces x {len(prompt_list)} prompts x {num_images} images")
+    _show(result, out, json_output, f"{model}, {len(people)} faces x {len(prompt_list)} prompts x {num_images} images")
     if result.failed:
         from ._common import print_error
 

@@ -22,6 +22,44 @@ IMAGES = "images"
 
 
 @dataclass(frozen=True)
+class Reference:
+    """One person of the evaluation: a photo, or several photos of one person fused into one
+    identity (as ``faceid encode`` fuses them). ``name`` is how the results call it: the photo's
+    path, or the folder that holds the photos."""
+
+    photos: tuple[str, ...]
+    name: str
+
+    @classmethod
+    def of(cls, face: "Reference | str | Path") -> "Reference":
+        return face if isinstance(face, Reference) else cls((str(face),), str(face))
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem if len(self.photos) == 1 else Path(self.name).name
+
+
+def references_from(entries: list, fuse_folders: bool = False, what: str = "--faces") -> list[Reference]:
+    """The people of ``--faces``: each photo its own person; with ``fuse_folders`` each folder is
+    one person whose photos (every image inside it, recursively) are fused."""
+    from ..images import expand_photos
+
+    people: dict[str, Reference] = {}
+    for entry in entries:
+        path = Path(entry).expanduser()
+        if fuse_folders and path.is_dir():
+            photos = expand_photos([str(path)], what=what)
+            if not photos:
+                raise InvalidArgumentError(f"{what} folder '{entry}' holds no photo",
+                                           "put the person's photos in it (png, jpg, webp, ...)")
+            people.setdefault(str(path), Reference(tuple(str(p) for p in photos), str(path)))
+        else:
+            for photo in expand_photos([str(entry)], what=what):
+                people.setdefault(str(photo), Reference.of(photo))
+    return list(people.values())
+
+
+@dataclass(frozen=True)
 class Variant:
     """One column of the comparison: a method, with an encoder checkpoint for the trained ones,
     and the share of steps drawn before the identity enters."""
@@ -115,13 +153,13 @@ def image_seed(seed: int, face_index: int, prompt_index: int, count: int, prompt
     return seed + (face_index * prompts + prompt_index) * count
 
 
-def evaluation_jobs(faces: list[Path], prompts: list[str], variants: list[Variant], *, num_images: int, seed: int,
+def evaluation_jobs(faces: list[Reference], prompts: list[str], variants: list[Variant], *, num_images: int, seed: int,
                     settings: dict) -> tuple[list, dict[str, dict]]:
     """batch jobs, and what each job means (variant, face, prompt) for the scoring."""
     from ..jobs import Job
 
     jobs, meaning = [], {}
-    stems = _face_stems(faces)
+    stems = _face_stems([face.stem for face in faces])
     for variant in variants:
         for f, face in enumerate(faces):
             for p, prompt in enumerate(prompts):
@@ -131,18 +169,19 @@ def evaluation_jobs(faces: list[Path], prompts: list[str], variants: list[Varian
                                 "identity_start": variant.identity_start}
                 if variant.encoder:
                     job_settings["encoder"] = variant.encoder
-                jobs.append(Job(index=len(jobs), line=0, name=name, faces=(str(face),), prompts=(prompt,),
+                jobs.append(Job(index=len(jobs), line=0, name=name, faces=face.photos, prompts=(prompt,),
                                 settings=job_settings))
                 meaning[name] = {"variant": variant.label, "method": variant.method, "encoder": variant.encoder,
-                                 "identity_start": variant.identity_start, "face": str(face),
+                                 "identity_start": variant.identity_start, "face": face.name,
+                                 "photos": list(face.photos),
                                  "face_index": f, "prompt": prompt, "prompt_index": p}
     return jobs, meaning
 
 
-def _face_stems(faces: list[Path]) -> list[str]:
+def _face_stems(names: list[str]) -> list[str]:
     stems, seen = [], {}
-    for face in faces:
-        stem = _slug(face.stem)
+    for name in names:
+        stem = _slug(name)
         seen[stem] = seen.get(stem, 0) + 1
         stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return stems
@@ -158,13 +197,14 @@ class EvaluationResult:
     scored: bool = True
 
 
-def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: list[Variant], *, model: str,
+def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Variant], *, model: str,
                    num_images: int = 4, seed: int = 0, steps: int = 30, guidance: float = 7.5,
                    backend: str = "auto", analyzer_options=None, clip: str | None = None, neutral: str = "a person",
                    shard: tuple[int, int] = (0, 1), batch_size: int = 4, device: str = "auto", dtype: str = "auto",
                    allow_download: bool = False, max_pixels: int | None = None, on_step=None,
                    on_note=None) -> EvaluationResult:
-    """Generate what is missing, then (unless sharded) score every image and write the reports."""
+    """Generate what is missing, then (unless sharded) score every image and write the reports.
+    ``faces``: photo paths (a person each) or :class:`Reference` objects (several photos fused)."""
     from ..batch import BatchRunner, Manifest, manifest_name, plan, prepare_resume
     from ..faces.analyzer import AnalyzerOptions
     from ..jobs import shard_jobs
@@ -190,6 +230,7 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
     out = Path(out)
     images_dir = out / IMAGES
     options = analyzer_options or AnalyzerOptions(model=model)
+    faces = [Reference.of(face) for face in faces]
     analyzer, references = check_references(faces, backend, options, max_pixels)
     settings = {"model": model, "steps": steps, "guidance": guidance}
     jobs, meaning = evaluation_jobs(faces, prompts, variants, num_images=num_images, seed=seed, settings=settings)
@@ -245,12 +286,12 @@ def run_evaluation(out: Path, faces: list[Path], prompts: list[str], variants: l
         "variant_face": _summaries(result.rows, ("variant", "face"), seed),
     }
     result.paths = write_everything(out, result, faces, variants,
-                                    {face: image for face, (image, _) in references.items()})
+                                    {name: images[0] for name, (images, _) in references.items()})
     return result
 
 
-def _timing_key(method: str, encoder: str | None, face: str) -> str:
-    return json.dumps([method, encoder, face])
+def _timing_key(method: str, encoder: str | None, photos) -> str:
+    return json.dumps([method, encoder, *photos])
 
 
 def _save_encode_seconds(images_dir: Path, shard: tuple[int, int], measured: dict[tuple, float]) -> None:
@@ -262,7 +303,7 @@ def _save_encode_seconds(images_dir: Path, shard: tuple[int, int], measured: dic
         return
     path = images_dir / ("encode-seconds.json" if shard[1] == 1 else f"encode-seconds.shard-{shard[0]}-of-{shard[1]}.json")
     known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    known.update({_timing_key(method, encoder, faces[0]): seconds for (method, encoder, faces), seconds in measured.items()})
+    known.update({_timing_key(method, encoder, faces): seconds for (method, encoder, faces), seconds in measured.items()})
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -290,15 +331,18 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
             continue  # not an image faceid made: nothing to score
         if "prompt" not in info:
             continue  # not made by faceid
-        reference = (info.get("reference") or [None])[0]
-        if reference is None:
+        photos = list(info.get("reference") or [])
+        if not photos:
             raise FaceIDError(f"'{path}' does not record its reference photo (made by an older faceid)",
                               "evaluate it with --faces and --prompts instead")
-        if is_identity_file(reference):
-            raise FaceIDError(f"'{path}' was made from the identity file '{reference}', not a photo",
-                              "face similarity needs the photo; generate from photos to evaluate")
+        for reference in photos:
+            if is_identity_file(reference):
+                raise FaceIDError(f"'{path}' was made from the identity file '{reference}', not a photo",
+                                  "face similarity needs the photo; generate from photos to evaluate")
         models.add(info["model"])
-        rows.append({"method": info["method"], "encoder": info.get("encoder"), "face": reference,
+        # several photos fused into one identity: scored against all of them (read_reference)
+        rows.append({"method": info["method"], "encoder": info.get("encoder"), "photos": photos,
+                     "face": photos[0] if len(photos) == 1 else " + ".join(photos),
                      "identity_start": float(info.get("identity_start") or 0.0),
                      "prompt": info["prompt"], "seed": info["seed"], "file": str(path.relative_to(folder))})
     if not rows:
@@ -327,12 +371,13 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     note = on_note or (lambda message: None)
     folder = Path(folder)
     rows, model = images_rows(folder)
-    options = analyzer_options or AnalyzerOptions(model=model)
+    # the images' model picks the face backend (``auto``: the world's own for world images)
+    options = replace(analyzer_options or AnalyzerOptions(), model=getattr(analyzer_options, "model", None) or model)
     meaning = {}
     records = []
     for row in rows:
         key = row["file"]
-        meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "identity_start", "face", "prompt")}
+        meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "identity_start", "face", "photos", "prompt")}
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
                            neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model),
@@ -348,21 +393,35 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     return result
 
 
-def check_references(faces: list[Path], backend: str, options,
+def check_references(faces: list[Reference], backend: str, options,
                      max_pixels: int | None = None) -> tuple[object, dict[str, tuple]]:
     """Every reference photo must be readable and show a face: otherwise fail before generating,
-    naming the photo (its images could never be scored). Returns the analyzer and each reference's
-    (image, identity embedding), which the scoring reuses."""
+    naming the photo (its images could never be scored). Returns the analyzer and, by reference
+    name, its (images, identity embedding), which the scoring reuses."""
     from ..faces import load_analyzer
+
+    analyzer = load_analyzer(backend, options)
+    return analyzer, {face.name: read_reference(analyzer, face.photos, max_pixels) for face in faces}
+
+
+def read_reference(analyzer, photos, max_pixels: int | None = None) -> tuple[list, "object"]:
+    """A person's photos and the identity embedding the generations are scored against: the one
+    photo's, or for several photos the mean of their unit embeddings (re-normalised), so no single
+    photo, with its pose and context, is the target."""
+    import numpy as np
+
     from ..images import load_image
     from .metrics import reference_embedding
 
-    analyzer = load_analyzer(backend, options)
-    references = {}
-    for face in faces:
-        image = load_image(face, max_pixels=max_pixels)
-        references[str(face)] = (image, reference_embedding(analyzer, image, source=str(face)))
-    return analyzer, references
+    images, embeddings = [], []
+    for photo in photos:
+        images.append(load_image(photo, max_pixels=max_pixels))
+        embedding = np.asarray(reference_embedding(analyzer, images[-1], source=str(photo)), dtype=np.float32)
+        embeddings.append(embedding / max(float(np.linalg.norm(embedding)), 1e-12))
+    if len(embeddings) == 1:
+        return images, embeddings[0]
+    mean = np.mean(embeddings, axis=0)
+    return images, mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def is_world(model: str) -> bool:
@@ -389,12 +448,12 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
     from ..faces import load_analyzer
     from ..images import load_image
     from .clip_scorer import ClipScorer
-    from .metrics import face_similarity, reference_embedding, text_alignment
+    from .metrics import face_similarity, text_alignment
 
     scorer = ClipScorer.from_pretrained(clip, allow_download=allow_download)
     analyzer = analyzer or load_analyzer(backend, options)
     note(f"scoring with {analyzer.description} and CLIP '{clip}'")
-    reference_images = {face: image for face, (image, _) in (known_references or {}).items()}
+    reference_images = {face: images for face, (images, _) in (known_references or {}).items()}
     references = {face: embedding for face, (_, embedding) in (known_references or {}).items()}
     rows = []
     records = [r for r in records if r["job"] in meaning]
@@ -403,15 +462,16 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
     for record in records:
         info = meaning[record["job"]]
         if info["face"] not in references:
-            reference_images[info["face"]] = load_image(info["face"], max_pixels=max_pixels)
-            references[info["face"]] = reference_embedding(analyzer, reference_images[info["face"]], source=info["face"])
+            reference_images[info["face"]], references[info["face"]] = read_reference(
+                analyzer, info.get("photos") or [info["face"]], max_pixels)
         image = load_image(images_dir / record["files"][0], max_pixels=max_pixels)
         images.append(image)
         rows.append({**{k: info[k] for k in ("variant", "method", "face", "prompt")},
                      "identity_start": info.get("identity_start", 0.0),
                      "seed": record["seed"], "file": record["files"][0],
                      "face_similarity": face_similarity(analyzer, image, references[info["face"]]),
-                     "encode_seconds": encode_seconds.get(_timing_key(info["method"], info["encoder"], info["face"]))})
+                     "encode_seconds": encode_seconds.get(
+                         _timing_key(info["method"], info["encoder"], info.get("photos") or [info["face"]]))})
     for row, value in zip(rows, text_alignment(scorer, images, [r["prompt"] for r in rows], neutral=neutral)):
         row["text_alignment"] = value
     if context_check:
@@ -432,7 +492,7 @@ def _summaries(rows: list[dict], key, seed: int) -> list[dict]:
     return summarise(rows, key, seed=seed)
 
 
-def write_everything(out: Path, result: EvaluationResult, faces: list[Path], variants: list[Variant],
+def write_everything(out: Path, result: EvaluationResult, faces: list[Reference], variants: list[Variant],
                      reference_images: dict) -> dict:
     from .report import scatter_plot, write_reports
 
@@ -442,9 +502,10 @@ def write_everything(out: Path, result: EvaluationResult, faces: list[Path], var
     return paths
 
 
-def evaluation_sheet(out: Path, rows: list[dict], faces: list[Path], variants: list[Variant], reference_images: dict,
-                     per_row: int = 6) -> Path:
-    """References in the first column (``reference_images``: each photo as already read, by path);
+def evaluation_sheet(out: Path, rows: list[dict], faces: list[Reference], variants: list[Variant],
+                     reference_images: dict, per_row: int = 6) -> Path:
+    """References in the first column (``reference_images``: each reference's first photo as already
+    read, by name);
     each (face, variant) row shows its first generations with their scores written under them."""
     from ..contact_sheet import contact_sheet
     from ..images import load_image, save_image
@@ -452,11 +513,12 @@ def evaluation_sheet(out: Path, rows: list[dict], faces: list[Path], variants: l
     grid, captions = [], []
     for face in faces:
         for variant in variants:
-            mine = [r for r in rows if r["face"] == str(face) and r["variant"] == variant.label][:per_row]
+            mine = [r for r in rows if r["face"] == face.name and r["variant"] == variant.label][:per_row]
             if not mine:
                 continue
-            cells = [reference_images[str(face)]] + [load_image(out / IMAGES / r["file"]) for r in mine]
-            texts = [f"{face.name}\n{variant.label}"] + [
+            cells = [reference_images[face.name]] + [load_image(out / IMAGES / r["file"]) for r in mine]
+            photos = "" if len(face.photos) == 1 else f" ({len(face.photos)} photos)"
+            texts = [f"{Path(face.name).name}{photos}\n{variant.label}"] + [
                 f"{r['prompt'][:40]}\nsim {'no face' if r['face_similarity'] is None else format(r['face_similarity'], '.2f')}"
                 f"  clip {r['text_alignment']:.3f}" for r in mine]
             grid.append(cells)

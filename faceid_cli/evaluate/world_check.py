@@ -7,7 +7,9 @@ Two figures per image, on world models only:
 - ``context_copied``: over the attributes where the prompt asks for something other than the
   reference photo shows, the share where the image shows the reference's value instead. This is
   the editability failure self-augmentation exists to fix (an encoder that copies the reference's
-  hat into ``S*``). ``None`` where the prompt asks nothing that conflicts with the reference.
+  hat into ``S*``). ``None`` where the prompt asks nothing that conflicts with the reference. A
+  person given by several photos conflicts where the prompt asks what none of them shows, and an
+  image copies where it shows what one of them shows.
 
 The reference's context is read by the same classifier (0.97-1.00 accurate on renders), so any
 picture can be a reference, not only renders that come with ground truth.
@@ -20,7 +22,8 @@ from collections.abc import Sequence
 
 def context_rows(images: Sequence, prompts: Sequence[str], references: Sequence, batch_size: int = 256) -> list[dict]:
     """``{"context": float | None, "context_copied": float | None}`` per image; ``references`` holds
-    each image's reference photo (PIL images, repeats allowed)."""
+    each image's reference: a photo (a PIL image) or a person's photos (a sequence of them),
+    repeats allowed."""
     from ..world.contexts import ATTRIBUTES, parse_prompt
     from ..world.quality import Judges, images_to_tensor
 
@@ -35,15 +38,16 @@ def context_rows(images: Sequence, prompts: Sequence[str], references: Sequence,
             shown += [{name: ATTRIBUTES[name][int(predicted[name][i])] for name in ATTRIBUTES} for i in range(len(chunk))]
         return shown
 
-    distinct = list({id(r): r for r in references}.values())
-    reference_context = dict(zip((id(r) for r in distinct), read(distinct)))
+    groups = [list(r) if isinstance(r, (list, tuple)) else [r] for r in references]
+    distinct = list({id(photo): photo for group in groups for photo in group}.values())
+    photo_context = dict(zip((id(photo) for photo in distinct), read(distinct)))
     rows = []
-    for shown, prompt, reference in zip(read(list(images)), prompts, references):
+    for shown, prompt, group in zip(read(list(images)), prompts, groups):
         asked = parse_prompt(prompt)
-        own = reference_context[id(reference)]
-        conflicting = [name for name, value in asked.items() if own[name] != value]
+        own = {name: {photo_context[id(photo)][name] for photo in group} for name in ATTRIBUTES}
+        conflicting = [name for name, value in asked.items() if value not in own[name]]
         rows.append({
             "context": sum(shown[n] == v for n, v in asked.items()) / len(asked) if asked else None,
-            "context_copied": (sum(shown[n] == own[n] for n in conflicting) / len(conflicting)) if conflicting else None,
+            "context_copied": (sum(shown[n] in own[n] for n in conflicting) / len(conflicting)) if conflicting else None,
         })
     return rows
