@@ -78,3 +78,34 @@ def test_reports_write_the_table_csv_json_scores_and_plot(tmp_path):
     red = ((pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum()
     blue = ((pixels[..., 2] > 180) & (pixels[..., 0] < 80)).sum()
     assert red > 50 and blue > 50  # both methods' points and means are drawn
+
+
+def test_the_people_of_faces_with_and_without_fuse_folders(tmp_path):
+    """Without --fuse-folders every photo is a person; with it a folder of photos is one person
+    (its subfolders' photos too) and a folder of folders a person per folder (hidden ones skipped)."""
+    from PIL import Image
+
+    from faceid_cli.errors import InvalidArgumentError
+    from faceid_cli.evaluate.run import Reference, references_from
+
+    def photo(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(path)
+        return str(path)
+
+    ann = [photo(tmp_path / "people" / "ann" / "1.png"), photo(tmp_path / "people" / "ann" / "old" / "2.jpg")]
+    bo = [photo(tmp_path / "people" / "bo" / "a.png")]
+    (tmp_path / "people" / ".thumbnails").mkdir()
+    (tmp_path / "people" / "ann" / "notes.txt").write_text("not a photo")
+    single = photo(tmp_path / "solo.png")
+
+    assert references_from([tmp_path / "people", single]) == [Reference.of(p) for p in [*ann, *bo, single]]
+    fused = references_from([tmp_path / "people", single], fuse_folders=True)
+    assert fused == [Reference(tuple(ann), str(tmp_path / "people" / "ann")),
+                     Reference(tuple(bo), str(tmp_path / "people" / "bo")), Reference.of(single)]
+    assert [person.stem for person in fused] == ["ann", "bo", "solo"]
+    # the person's own folder names the same person; a repeat is one person
+    assert references_from([tmp_path / "people" / "ann", tmp_path / "people"], fuse_folders=True) == fused[:2]
+    (tmp_path / "people" / "cy").mkdir()
+    with pytest.raises(InvalidArgumentError, match="cy' holds no photo"):
+        references_from([tmp_path / "people"], fuse_folders=True)

@@ -39,9 +39,10 @@ app = new_app()
 def evaluate(
     faces: Annotated[list[Path] | None, typer.Option("--faces", exists=True, help="Reference photos: files or "
                                                      "folders (repeatable).")] = None,
-    fuse_folders: Annotated[bool, typer.Option("--fuse-folders", help="Each folder given to --faces is one person: "
+    fuse_folders: Annotated[bool, typer.Option("--fuse-folders", help="A folder given to --faces is one person: "
                                                "its photos are fused into one identity, as 'faceid encode' fuses "
-                                               "several photos, and scored against them all.")] = False,
+                                               "several photos, and scored against them all (a folder of folders: "
+                                               "a person per folder).")] = False,
     images: Annotated[Path | None, typer.Option("--images", exists=True, file_okay=False,
                                                 help="Score images already made by generate or batch (their "
                                                 "metadata gives prompts, seeds and references) instead of "
@@ -88,8 +89,9 @@ def evaluate(
     --neutral. On the world's models, also the ground-truth context check: the share of asked
     attributes the image shows (read by the world's context classifier, no text model), and how
     often it shows the reference photo's value where the prompt asked another (context copied).
-    With --fuse-folders a folder is one person: every image is generated from all its photos, and
-    face similarity is the cosine with the mean of their unit embeddings.
+    With --fuse-folders a folder is one person (a folder of folders, a person per folder): every
+    image is generated from all its photos, and face similarity is the cosine with the mean of
+    their unit embeddings.
     Means come with 95% bootstrap intervals. Writes results.csv, results.json (also per
     prompt and per identity), scores.jsonl, contact-sheet.png and scatter.png into --out; images go
     to --out/images through batch's manifest, so an interrupted evaluation resumes.

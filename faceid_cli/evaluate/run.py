@@ -40,19 +40,26 @@ class Reference:
 
 
 def references_from(entries: list, fuse_folders: bool = False, what: str = "--faces") -> list[Reference]:
-    """The people of ``--faces``: each photo its own person; with ``fuse_folders`` each folder is
-    one person whose photos (every image inside it, recursively) are fused."""
-    from ..images import expand_photos
+    """The people of ``--faces``: each photo its own person. With ``fuse_folders`` a folder that
+    holds photos is one person, whose photos (every image inside it, recursively) are fused, and
+    a folder that holds only folders (``people/ann/``, ``people/bo/``) is a person per folder."""
+    from ..images import IMAGE_SUFFIXES, expand_photos
+
+    def person(folder: Path) -> Reference:
+        photos = expand_photos([str(folder)], what=what)
+        if not photos:
+            raise InvalidArgumentError(f"{what} folder '{folder}' holds no photo",
+                                       "put the person's photos in it (png, jpg, webp, ...)")
+        return Reference(tuple(str(p) for p in photos), str(folder))
 
     people: dict[str, Reference] = {}
     for entry in entries:
         path = Path(entry).expanduser()
         if fuse_folders and path.is_dir():
-            photos = expand_photos([str(path)], what=what)
-            if not photos:
-                raise InvalidArgumentError(f"{what} folder '{entry}' holds no photo",
-                                           "put the person's photos in it (png, jpg, webp, ...)")
-            people.setdefault(str(path), Reference(tuple(str(p) for p in photos), str(path)))
+            holds_photos = any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+            folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            for folder in ([path] if holds_photos or not folders else folders):
+                people.setdefault(str(folder), person(folder))
         else:
             for photo in expand_photos([str(entry)], what=what):
                 people.setdefault(str(photo), Reference.of(photo))
