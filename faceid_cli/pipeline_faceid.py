@@ -370,7 +370,7 @@ def encode_identity(encoder, analyzer, sources: Sequence[str | os.PathLike], *, 
     if not sources:
         raise InvalidArgumentError("no face photo given", "pass at least one photo")
     spent = {"load": 0.0, "detect": 0.0, "align": 0.0, "encoder": 0.0}
-    crops, records = [], []
+    crops, records, embeddings = [], [], []
     for source in sources:
         start = time.perf_counter()
         image = load_image(source, max_pixels=max_pixels)
@@ -384,6 +384,10 @@ def encode_identity(encoder, analyzer, sources: Sequence[str | os.PathLike], *, 
         spent["align"] += time.perf_counter() - start
         records.append({"file": Path(source).name, "sha256": file_sha256(source),
                         "face_index": face_index, "bbox": [round(float(v), 1) for v in face.bbox]})
+        if len(sources) > 1:  # for the one-person check below
+            embeddings.append(analyzer.embed(image, face))
+    if embeddings:
+        check_one_person(records, embeddings, analyzer)
     start = time.perf_counter()
     device = next(encoder.parameters()).device
     with torch.inference_mode():
@@ -402,6 +406,25 @@ def encode_identity(encoder, analyzer, sources: Sequence[str | os.PathLike], *, 
         "fusion": "mean of encoder features" if len(records) > 1 else "single photo",
     }
     return Identity(tensors=tensors, metadata=metadata)
+
+
+def check_one_person(records: list[dict], embeddings: Sequence, analyzer) -> None:
+    """The photos fused into one identity should show one person: record each photo's lowest
+    similarity to another, and warn, naming the least alike pair, where the backend would call two
+    of them different people (fusing them is allowed: it blends the two)."""
+    import numpy as np
+
+    units = np.stack([np.asarray(e, dtype=np.float64) / max(float(np.linalg.norm(e)), 1e-12) for e in embeddings])
+    similarity = units @ units.T
+    np.fill_diagonal(similarity, np.inf)
+    for record, row in zip(records, similarity):
+        record["lowest_similarity"] = round(float(row.min()), 4)
+    first, second = np.unravel_index(int(np.argmin(similarity)), similarity.shape)
+    if similarity[first, second] < analyzer.same_person_threshold:
+        logger.warning("'%s' and '%s' may show different people (similarity %.3f, under the %s backend's "
+                       "same-person threshold %.3f); the photos are fused as one person", records[first]["file"],
+                       records[second]["file"], similarity[first, second], analyzer.name,
+                       analyzer.same_person_threshold)
 
 
 def load_identity_encoder(model: str, encoder_path, method: str, dims: tuple[int, ...] | None = None):

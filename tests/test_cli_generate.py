@@ -100,6 +100,23 @@ def test_identity_file_contents(faces_dir, tmp_path):
     assert Identity.load(single).hash != identity.hash
 
 
+def test_encode_warns_when_the_photos_show_different_people(faces_dir, tmp_path):
+    """Photos of two people are still fused (a blend can be meant), with one warning naming the
+    least alike pair; photos of one person raise none. Each photo's lowest similarity is recorded."""
+    mixed = run_cli("encode", faces_dir / "obama.jpg", faces_dir / "obama2.jpg", faces_dir / "biden.jpg",
+                    "-o", tmp_path / "mixed.safetensors", "--backend", "dlib")
+    assert mixed.exit_code == 0, mixed.stderr
+    warnings = [line for line in mixed.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 1 and "biden.jpg" in warnings[0] and "different people" in warnings[0], mixed.stderr
+    sources = Identity.load(tmp_path / "mixed.safetensors").metadata["sources"]
+    assert sources[2]["file"] == "biden.jpg" and sources[2]["lowest_similarity"] < 0.905
+    assert sources[2]["lowest_similarity"] == min(source["lowest_similarity"] for source in sources)
+    same = run_cli("encode", faces_dir / "obama.jpg", faces_dir / "obama2.jpg", faces_dir / "obama3.jpg",
+                   "-o", tmp_path / "same.safetensors", "--backend", "dlib")
+    assert same.exit_code == 0 and "Warning" not in same.stderr, same.stderr
+    assert all(s["lowest_similarity"] >= 0.905 for s in Identity.load(tmp_path / "same.safetensors").metadata["sources"])
+
+
 def test_tiny_xl_end_to_end(faces_dir, tmp_path):
     document = _generate(faces_dir / "biden.jpg", "--model", "tiny-xl", "--seed", "1", "--scheduler", "euler-a",
                          "--negative-prompt", "ugly", out=tmp_path)
