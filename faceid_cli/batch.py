@@ -154,14 +154,25 @@ def prepare_resume(out_dir: Path, items: list[WorkItem], manifest: Manifest) -> 
     return [item for item in items if item.file not in on_disk], len(on_disk)
 
 
+def job_photos(job: Job) -> list[str]:
+    """A job's faces as photos (or one identity file): each folder gives the photos inside it."""
+    from .images import face_photos
+
+    return list(dict.fromkeys(photo for face in job.faces for photo in face_photos(face)))
+
+
 def preflight(job: Job, defaults: dict) -> str | None:
     """What would certainly make ``job`` fail, found without loading anything (for --dry-run)."""
     from .conditioning import check_identity_prompt
 
     method = job.settings.get("method", defaults.get("method"))
     for face in job.faces:
-        if not Path(face).is_file():
+        if not Path(face).exists():
             return f"job '{job.name}': face '{face}' does not exist"
+    try:
+        job_photos(job)
+    except FaceIDError as exc:
+        return f"job '{job.name}': {exc}"
     if _uses_identity(method):
         token = job.settings.get("identity_token", defaults.get("identity_token"))
         append = bool(job.settings.get("append_identity", defaults.get("append_identity")))
@@ -271,10 +282,11 @@ class BatchRunner:
         key = (id(pipeline), faces, int(self.setting(item.job, "face_index") or 0))
         if key not in self._identities:
             try:
-                if len(faces) == 1:
-                    identity = pipeline.identity_from(faces[0], face_index=key[2], max_pixels=self.max_pixels)
+                photos = job_photos(item.job)  # a folder is its photos, fused
+                if len(photos) == 1:
+                    identity = pipeline.identity_from(photos[0], face_index=key[2], max_pixels=self.max_pixels)
                 else:
-                    identity = pipeline.encode(list(faces), face_index=key[2], max_pixels=self.max_pixels)
+                    identity = pipeline.encode(photos, face_index=key[2], max_pixels=self.max_pixels)
             except FaceIDError as exc:
                 identity = exc
             self._identities[key] = identity
@@ -322,7 +334,7 @@ class BatchRunner:
         for item, request, image in zip(items, requests, images):
             info = image_info(pipeline, request.identity, prompt=item.prompt, negative_prompt=request.negative_prompt,
                               steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width,
-                              reference=item.job.faces, identity_start=identity_start)
+                              reference=job_photos(item.job), identity_start=identity_start)
             info.update(seed=item.seed, job=item.job.name)
             record = image_record(item, info)
             # the image and its manifest line go together: a Ctrl-C between them would leave an

@@ -233,7 +233,8 @@ def prepare(
     append_identity: bool = DEFAULTS["append_identity"], scheduler: str = DEFAULTS["scheduler"],
     on_note: Callable[[str], None] | None = None, method_options: dict | None = None,
 ):
-    """Everything ``generate`` needs for FACE (a photo or an identity file) and PROMPT, loaded in
+    """Everything ``generate`` needs for FACE (a photo, a folder of one person's photos, or an
+    identity file) and PROMPT, loaded in
     the order that fails fast: the prompt, the scheduler and the model's files are checked, then the
     identity is encoded (a bad photo or identity file fails before the diffusion model loads), then
     the pipeline loads and the identity is checked against it.
@@ -248,6 +249,7 @@ def prepare(
     from .faces import load_analyzer
     from .faces.analyzer import AnalyzerOptions
     from .identity import Identity, is_identity_file
+    from .images import face_photos
     from .models.registry import check_model_available, resolve_device, resolve_model
     from .models.schedulers import check_scheduler
     from .methods import get_method
@@ -269,8 +271,8 @@ def prepare(
             identity.check_method(method, str(face))  # before the diffusion model loads
         else:
             analyzer = load_analyzer(backend, options)
-            identity = encode_identity(identity_encoder, analyzer, [face], method=method, face_index=face_index,
-                                       max_pixels=max_pixels)
+            identity = encode_identity(identity_encoder, analyzer, face_photos(face), method=method,
+                                       face_index=face_index, max_pixels=max_pixels)
     pipeline = FaceIDPipeline.from_model(
         model, encoder=identity_encoder, method=method, device=device, dtype=dtype, allow_download=allow_download,
         face_backend=backend, analyzer_options=options, analyzer=analyzer, identity_token=identity_token,

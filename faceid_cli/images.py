@@ -54,6 +54,18 @@ def expand_photos(specs, base: Path | None = None, what: str = "photo entry") ->
     return list(found)
 
 
+def face_photos(source: str | os.PathLike) -> list[str]:
+    """FACE as photos: a folder gives every image inside it (one person's photos, to be fused),
+    anything else is itself."""
+    path = Path(source)
+    if not path.is_dir():
+        return [str(source)]
+    photos = expand_photos([str(path)], what="face folder")
+    if not photos:
+        raise InvalidArgumentError(f"folder '{source}' holds no photo", "put photos of the person in it (png, jpg, webp, ...)")
+    return [str(photo) for photo in photos]
+
+
 def default_max_pixels() -> int:
     """The pixel limit: ``$FACEID_MAX_PIXELS`` if set, else 50 megapixels."""
     raw = os.environ.get(MAX_PIXELS_ENV)

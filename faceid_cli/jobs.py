@@ -1,6 +1,6 @@
 """Jobs files for ``faceid batch``: JSON lines, CSV or TOML, read into validated Job records.
 
-A job is a face (a photo, several photos of one person, or an identity file), one or more
+A job is a face (a photo, several photos of one person or a folder of them, or an identity file), one or more
 prompts, an optional output name, and any ``generate`` option by its long name with underscores::
 
     {"face": "a.jpg", "prompt": "S* as a chef", "name": "chef-a", "seed": 3, "num_images": 2}

@@ -170,12 +170,15 @@ class FaceIDPipeline:
 
     def identity_from(self, source: str | os.PathLike, face_index: int = 0,
                       max_pixels: int | None = None) -> Identity | None:
-        """An Identity from a photo (encoded now) or an identity file; None for method 'none'."""
+        """An Identity from a photo or a folder of one person's photos (encoded now, fused) or an
+        identity file; None for method 'none'."""
+        from .images import face_photos
+
         if not self.uses_identity:
             return None
         if is_identity_file(source):
             return self.check_identity(Identity.load(source), str(source))
-        return self.encode([source], face_index=face_index, max_pixels=max_pixels)
+        return self.encode(face_photos(source), face_index=face_index, max_pixels=max_pixels)
 
     def check_identity(self, identity: Identity, source: str) -> Identity:
         """Refuse an identity the model cannot take; warn when another encoder made it."""

@@ -72,6 +72,30 @@ def test_batch_equals_generate_for_the_same_job(tmp_path, faces_dir):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_a_folder_face_is_its_photos_fused(tmp_path, faces_dir):
+    """`face` may be a folder: its photos are fused, as generate fuses a folder, and the images
+    record every photo; an empty folder fails that job alone, named (and in --dry-run)."""
+    person = tmp_path / "obama"
+    person.mkdir()
+    for name in ("obama.jpg", "obama2.jpg"):
+        (person / name).write_bytes((faces_dir / name).read_bytes())
+    (tmp_path / "nobody").mkdir()
+    jobs = _write_jobs(tmp_path / "jobs.jsonl", [
+        {"face": "obama", "prompt": "S* as a chef", "name": "x", "seed": 4},
+        {"face": "nobody", "prompt": "S* as a chef", "name": "y", "seed": 4}])
+    dry = run_cli("batch", jobs, "-o", tmp_path / "dry", "--dry-run", *STEPS)
+    assert "job 'y'" in dry.stdout + dry.stderr and "holds no photo" in dry.stdout + dry.stderr
+    result = run_cli("batch", jobs, "-o", tmp_path / "b", *STEPS, "--batch-size", "1")
+    assert result.exit_code == 1 and "holds no photo" in result.stderr + result.stdout
+    assert _pngs(tmp_path / "b") == {"x-4.png"}
+    document = parse_json(run_cli("generate", person, "S* as a chef", "--seed", "4", *STEPS, "-o", tmp_path / "g",
+                                  "--json"))
+    with Image.open(tmp_path / "b" / "x-4.png") as a, Image.open(document["images"][0]) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    sidecar = json.loads((tmp_path / "b" / "x-4.json").read_text())
+    assert [Path(r).name for r in sidecar["reference"]] == ["obama.jpg", "obama2.jpg"]
+
+
 def test_mixed_good_and_bad_jobs(tmp_path, faces_dir, good_jobs):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (100, 100), (50, 50, 50)).save(blank)

@@ -117,6 +117,31 @@ def test_encode_warns_when_the_photos_show_different_people(faces_dir, tmp_path)
     assert all(s["lowest_similarity"] >= 0.905 for s in Identity.load(tmp_path / "same.safetensors").metadata["sources"])
 
 
+def test_a_folder_of_photos_is_one_person(faces_dir, tmp_path):
+    """generate and encode take a folder: its photos fused, the images of `encode` on the same
+    photos, every photo recorded as the reference; a folder without photos exits 2, nothing written."""
+    person = tmp_path / "person"
+    (person / "older").mkdir(parents=True)
+    (person / "obama.jpg").write_bytes((faces_dir / "obama.jpg").read_bytes())
+    (person / "older" / "obama2.jpg").write_bytes((faces_dir / "obama2.jpg").read_bytes())
+    (person / "notes.txt").write_text("not a photo")
+    identity = tmp_path / "me.safetensors"
+    assert run_cli("encode", faces_dir / "obama.jpg", faces_dir / "obama2.jpg", "-o", identity).exit_code == 0
+    from_folder = run_cli("encode", person, "-o", tmp_path / "folder.safetensors")
+    assert from_folder.exit_code == 0, from_folder.stderr
+    assert Identity.load(tmp_path / "folder.safetensors").hash == Identity.load(identity).hash
+    a = _generate(person, "--seed", "3", out=tmp_path / "a")
+    b = _generate(identity, "--seed", "3", out=tmp_path / "b")
+    assert a["identity_hash"] == b["identity_hash"]
+    assert np.array_equal(_pixels(a["images"][0]), _pixels(b["images"][0]))
+    assert [Path(r).name for r in read_parameters(a["images"][0])["reference"]] == ["obama.jpg", "obama2.jpg"]
+    (tmp_path / "empty").mkdir()
+    for args in (["generate", tmp_path / "empty", "S* as a chef", "-o", tmp_path / "c"],
+                 ["encode", tmp_path / "empty", "-o", tmp_path / "c" / "e.safetensors"]):
+        assert_one_line_error(run_cli(*args), 2, "empty' holds no photo")
+    assert not (tmp_path / "c").exists()
+
+
 def test_tiny_xl_end_to_end(faces_dir, tmp_path):
     document = _generate(faces_dir / "biden.jpg", "--model", "tiny-xl", "--seed", "1", "--scheduler", "euler-a",
                          "--negative-prompt", "ugly", out=tmp_path)

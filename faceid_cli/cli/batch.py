@@ -187,6 +187,12 @@ def _print_plan(jobs, items, out: Path, json_output: bool) -> None:
         table.add_row(row["job"], row.get("prompt") or row.get("error", ""), str(row.get("seed", "")),
                       row.get("file", ""), row["status"])
     stdout_console().print(table)
+    problems = {row["job"]: row["error"] for row in rows if row.get("error") and row.get("prompt")}
+    if problems:  # why the jobs above are invalid (a job that did not parse shows it in its row)
+        reasons = Table("invalid job", "why", box=None, pad_edge=False)
+        for name, error in problems.items():
+            reasons.add_row(name, error)
+        stdout_console().print(reasons)
 
 
 def _print_summary(summary, out: Path, manifest_path: Path) -> None:

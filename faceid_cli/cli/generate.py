@@ -80,8 +80,8 @@ IdentityStartOption = Annotated[
 
 @app.command()
 def encode(
-    faces: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FACE",
-                                                help="One or more photos of one person.")],
+    faces: Annotated[list[Path], typer.Argument(exists=True, metavar="FACE",
+                                                help="One or more photos of one person, or folders of them.")],
     output: Annotated[Path, typer.Option("--output", "-o", dir_okay=False, callback=writable_file,
                                          help="Identity file to write (.safetensors).")],
     model: ModelOption = DEFAULTS["model"],
@@ -105,11 +105,13 @@ def encode(
     """
     from ..errors import InvalidArgumentError
     from ..faces import load_analyzer
+    from ..images import face_photos
     from ..models.registry import resolve_device
     from ..pipeline_faceid import encode_identity, load_identity_encoder
 
     if output.suffix != ".safetensors":
         raise InvalidArgumentError(f"identity file '{output}' must end in .safetensors", "e.g. -o me.safetensors")
+    faces = list(dict.fromkeys(photo for face in faces for photo in face_photos(face)))
     identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))
     analyzer = load_analyzer(backend, analyzer_options(insightface_root, insightface_pack, detection_size, model))
     timings: dict = {}
@@ -132,8 +134,9 @@ def encode(
 
 @app.command()
 def generate(
-    face: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FACE|ID",
-                                         help="A photo of the person, or an identity file from 'faceid encode'.")],
+    face: Annotated[Path, typer.Argument(exists=True, metavar="FACE|ID",
+                                         help="A photo of the person, a folder of their photos (fused, as "
+                                         "'faceid encode' fuses them), or an identity file from 'faceid encode'.")],
     prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="What to generate; S* stands for the person: 'S* as a chef'.")],
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=LIMITS["num_images"][0], help="How many images.")] = DEFAULTS["num_images"],
     seed: Annotated[int | None, typer.Option("--seed", min=LIMITS["seed"][0], max=LIMITS["seed"][1],
@@ -173,7 +176,8 @@ def generate(
     detection_size: DetectionSizeOption = None,
     max_pixels: MaxPixelsOption = None,
 ) -> None:
-    """Generate images of the person in FACE (a photo or an identity file) as PROMPT describes.
+    """Generate images of the person in FACE (a photo, a folder of their photos, or an identity file)
+    as PROMPT describes.
 
     Writes NAME-SEED.png files into --out, each with its parameters embedded (a 'parameters' text
     chunk other diffusion tools read) and a JSON sidecar. The same seed and settings reproduce an
@@ -181,7 +185,9 @@ def generate(
     """
     from ..generate import GenerationSettings, prepare
     from ..generate import generate as render
+    from ..images import face_photos
 
+    photos = face_photos(face)  # a folder without photos fails here, before any model loads
     pipeline, identity, prompt = prepare(
         face, prompt, model=model, encoder=encoder, method=method, device=device, dtype=dtype,
         allow_download=allow_download, backend=backend,
@@ -200,7 +206,7 @@ def generate(
         identity_start=identity_start,
     )
     with progress_bar("Generating", total=num_images * steps, enabled=not json_output) as advance:
-        results = render(pipeline, identity, settings, out, name=name, on_step=advance, reference=[str(face)])
+        results = render(pipeline, identity, settings, out, name=name, on_step=advance, reference=photos)
     if json_output:
         print_json({"images": [str(r.path) for r in results], "seed": settings.seed,
                     "seeds": [r.seed for r in results], "prompt": prompt,
