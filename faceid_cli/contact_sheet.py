@@ -70,3 +70,19 @@ def contact_sheet(rows: Sequence[Sequence[Image.Image | None]], captions: Sequen
                 for k, line in enumerate(_wrap(draw, captions[r][c], font, cell, caption_lines)):
                     draw.text((left, top + cell + 1 + k * line_height), line, fill=TEXT, font=font)
     return sheet
+
+
+def mosaic(images: Sequence[Image.Image], side: int = 256) -> Image.Image:
+    """Up to four pictures in one square cell (2x2, each cropped to a square), for a person given by
+    several photos; one picture is itself."""
+    if len(images) == 1:
+        return images[0]
+    half = side // 2
+    cell = Image.new("RGB", (side, side), BACKGROUND)
+    for k, image in enumerate(images[:4]):
+        image = image.convert("RGB")
+        short = min(image.size)
+        left, top = (image.width - short) // 2, (image.height - short) // 2
+        square = image.crop((left, top, left + short, top + short)).resize((half, half), Image.Resampling.LANCZOS)
+        cell.paste(square, ((k % 2) * half, (k // 2) * half))
+    return cell

@@ -109,3 +109,16 @@ def test_the_people_of_faces_with_and_without_fuse_folders(tmp_path):
     (tmp_path / "people" / "cy").mkdir()
     with pytest.raises(InvalidArgumentError, match="cy' holds no photo"):
         references_from([tmp_path / "people"], fuse_folders=True)
+
+
+def test_a_person_of_several_photos_is_shown_as_a_mosaic():
+    from PIL import Image
+
+    from faceid_cli.contact_sheet import mosaic
+
+    red, green, blue = (Image.new("RGB", (40, 30), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255)))
+    assert mosaic([red]) is red
+    cell = mosaic([red, green, blue], side=64)
+    assert cell.size == (64, 64)
+    assert cell.getpixel((16, 16)) == (255, 0, 0) and cell.getpixel((48, 16)) == (0, 255, 0)
+    assert cell.getpixel((16, 48)) == (0, 0, 255) and cell.getpixel((48, 48)) == (255, 255, 255)

@@ -213,6 +213,7 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
     """Generate what is missing, then (unless sharded) score every image and write the reports.
     ``faces``: photo paths (a person each) or :class:`Reference` objects (several photos fused)."""
     from ..batch import BatchRunner, Manifest, manifest_name, plan, prepare_resume
+    from ..contact_sheet import mosaic
     from ..faces.analyzer import AnalyzerOptions
     from ..jobs import shard_jobs
     from ..locks import hold_output_lock
@@ -293,7 +294,7 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
         "variant_face": _summaries(result.rows, ("variant", "face"), seed),
     }
     result.paths = write_everything(out, result, faces, variants,
-                                    {name: images[0] for name, (images, _) in references.items()})
+                                    {name: mosaic(images) for name, (images, _) in references.items()})
     return result
 
 
@@ -511,8 +512,8 @@ def write_everything(out: Path, result: EvaluationResult, faces: list[Reference]
 
 def evaluation_sheet(out: Path, rows: list[dict], faces: list[Reference], variants: list[Variant],
                      reference_images: dict, per_row: int = 6) -> Path:
-    """References in the first column (``reference_images``: each reference's first photo as already
-    read, by name);
+    """References in the first column (``reference_images``: each reference's picture by name: its
+    photo, or a mosaic of a person's photos);
     each (face, variant) row shows its first generations with their scores written under them."""
     from ..contact_sheet import contact_sheet
     from ..images import load_image, save_image
