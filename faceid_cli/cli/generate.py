@@ -196,6 +196,8 @@ def generate(
         append_identity=append_identity, scheduler=scheduler, on_note=note,
         method_options={"negative": "text"} if text_negative else None)
     described = pipeline.describe()
+    if not json_output and identity is not None and len(photos) > 1:
+        note(f"identity: {len(photos)} photos in '{face}', fused")
     if not json_output:
         note(f"model {described['model']} ({described['family']}) on {described['device']} "
              f"({described['dtype']}), method {described['method']}"
