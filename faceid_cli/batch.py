@@ -210,6 +210,7 @@ class BatchRunner:
         self.on_step = on_step
         self._pipelines: dict[tuple, object] = {}
         self._identities: dict[tuple, object] = {}
+        self._photos: dict[int, list[str]] = {}  # each job's faces as photos, by job index
         self.summary = BatchSummary()
 
     def setting(self, job: Job, key: str):
@@ -235,6 +236,8 @@ class BatchRunner:
             if item.job.name in self.summary.failed_jobs:
                 continue
             try:
+                if item.job.index not in self._photos:  # once a job: a folder is listed here, not per image
+                    self._photos[item.job.index] = job_photos(item.job)
                 if _uses_identity(self.setting(item.job, "method")):
                     prompt = check_identity_prompt(item.prompt, self.setting(item.job, "identity_token"),
                                                    bool(self.setting(item.job, "append_identity")))
@@ -282,7 +285,7 @@ class BatchRunner:
         key = (id(pipeline), faces, int(self.setting(item.job, "face_index") or 0))
         if key not in self._identities:
             try:
-                photos = job_photos(item.job)  # a folder is its photos, fused
+                photos = self._photos[item.job.index]  # a folder is its photos, fused
                 if len(photos) == 1:
                     identity = pipeline.identity_from(photos[0], face_index=key[2], max_pixels=self.max_pixels)
                 else:
@@ -334,7 +337,7 @@ class BatchRunner:
         for item, request, image in zip(items, requests, images):
             info = image_info(pipeline, request.identity, prompt=item.prompt, negative_prompt=request.negative_prompt,
                               steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width,
-                              reference=job_photos(item.job), identity_start=identity_start)
+                              reference=self._photos[item.job.index], identity_start=identity_start)
             info.update(seed=item.seed, job=item.job.name)
             record = image_record(item, info)
             # the image and its manifest line go together: a Ctrl-C between them would leave an

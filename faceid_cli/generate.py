@@ -262,7 +262,7 @@ def prepare(
     elif is_identity_file(face) and on_note:
         on_note("--method none ignores the identity file")
     check_model_available(resolve_model(model), allow_download)
-    options = analyzer_options or AnalyzerOptions(model=model)
+    options = AnalyzerOptions.for_model(analyzer_options, model)
     identity_encoder = analyzer = identity = None
     if uses_identity:
         identity_encoder = load_identity_encoder(model, encoder, method).to(resolve_device(device))

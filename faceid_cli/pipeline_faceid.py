@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -95,9 +95,7 @@ class FaceIDPipeline:
             encoder = get_method(method).locate_encoder(encoder)
         from .faces import AnalyzerOptions
 
-        # `--backend auto` picks the world's own face backend for the world's models
-        analyzer_options = replace(analyzer_options or AnalyzerOptions(),
-                                   model=(analyzer_options.model if analyzer_options else None) or model)
+        analyzer_options = AnalyzerOptions.for_model(analyzer_options, model)
         if analyzer is None and uses_identity:
             from .faces import resolve_backend
 

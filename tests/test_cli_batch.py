@@ -82,12 +82,15 @@ def test_a_folder_face_is_its_photos_fused(tmp_path, faces_dir):
     (tmp_path / "nobody").mkdir()
     jobs = _write_jobs(tmp_path / "jobs.jsonl", [
         {"face": "obama", "prompt": "S* as a chef", "name": "x", "seed": 4},
-        {"face": "nobody", "prompt": "S* as a chef", "name": "y", "seed": 4}])
+        {"face": "nobody", "prompt": "S* as a chef", "name": "y", "seed": 4},
+        {"face": "nobody", "prompt": "S* as a chef", "name": "z", "seed": 4, "method": "none"}])
     dry = run_cli("batch", jobs, "-o", tmp_path / "dry", "--dry-run", *STEPS)
     assert "job 'y'" in dry.stdout + dry.stderr and "holds no photo" in dry.stdout + dry.stderr
     result = run_cli("batch", jobs, "-o", tmp_path / "b", *STEPS, "--batch-size", "1")
     assert result.exit_code == 1 and "holds no photo" in result.stderr + result.stdout
     assert _pngs(tmp_path / "b") == {"x-4.png"}
+    failed = {r["job"] for r in _manifest(tmp_path / "b") if r["status"] != "ok"}
+    assert failed == {"y", "z"}  # with no identity to encode too, the folder fails its job alone
     document = parse_json(run_cli("generate", person, "S* as a chef", "--seed", "4", *STEPS, "-o", tmp_path / "g",
                                   "--json"))
     with Image.open(tmp_path / "b" / "x-4.png") as a, Image.open(document["images"][0]) as b:

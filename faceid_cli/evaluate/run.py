@@ -237,7 +237,7 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
     note = on_note or (lambda message: None)
     out = Path(out)
     images_dir = out / IMAGES
-    options = analyzer_options or AnalyzerOptions(model=model)
+    options = AnalyzerOptions.for_model(analyzer_options, model)
     faces = [Reference.of(face) for face in faces]
     analyzer, references = check_references(faces, backend, options, max_pixels)
     settings = {"model": model, "steps": steps, "guidance": guidance}
@@ -379,8 +379,7 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     note = on_note or (lambda message: None)
     folder = Path(folder)
     rows, model = images_rows(folder)
-    # the images' model picks the face backend (``auto``: the world's own for world images)
-    options = replace(analyzer_options or AnalyzerOptions(), model=getattr(analyzer_options, "model", None) or model)
+    options = AnalyzerOptions.for_model(analyzer_options, model)  # the images' model picks the backend
     meaning = {}
     records = []
     for row in rows:

@@ -9,7 +9,7 @@ implements were trained with), otherwise dlib, which works offline out of the bo
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,13 @@ class AnalyzerOptions:
     detection_size: int | None = None
     #: the model the faces are for: ``auto`` picks the world's own backend for the world's models
     model: str | None = None
+
+    @classmethod
+    def for_model(cls, options: "AnalyzerOptions | None", model: str | None) -> "AnalyzerOptions":
+        """``options`` (or the defaults) for faces of ``model``, unless they already name one: so
+        ``--backend auto`` picks the world's own backend for the world's models whoever passes them."""
+        options = options or cls()
+        return options if options.model or not model else replace(options, model=model)
 
 
 def resolve_backend(backend: str, options: AnalyzerOptions = AnalyzerOptions()) -> str:
