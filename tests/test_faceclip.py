@@ -486,3 +486,83 @@ def test_a_fresh_encoder_takes_its_vocabulary_from_the_towers_tables_and_refuses
     pipe.text_encoder_2.resize_token_embeddings(rows + 1)
     with pytest.raises(InvalidArgumentError, match="token tables"):
         faceclip.build_encoder(config, pipe)
+
+
+# ---- starting a fresh encoder from the base ---------------------------------------------------------
+def _no_face_embeds(pipe, encoder, texts):
+    """What the fresh encoder gives the UNet for ``texts`` with the release's prefix but no face token."""
+    from faceid_cli.methods.faceclip import faceclip_tokenizer
+
+    tokens = tokenize(faceclip_tokenizer(pipe), texts, [True] * len(texts), encoder.faceclip_config)
+    no_face = torch.full_like(tokens.id_positions, -1)
+    out, base = [], []
+    with torch.no_grad():
+        for branch, tower in zip(encoder.branches, (pipe.text_encoder, pipe.text_encoder_2)):
+            hidden, _ = branch.text_states(tokens.input_ids, no_face, tokens.eos_positions, None)
+            _, patches = branch.encode_face(torch.zeros(1, 3, 112, 112))
+            out.append(branch.fuse(hidden, patches.expand(len(texts), -1, -1)))
+            base.append(tower(tokens.input_ids, output_hidden_states=True).hidden_states[-2])
+    return torch.cat(out, -1), torch.cat(base, -1)
+
+
+def test_base_start_fits_the_fuser_to_the_bases_conditioning_and_folds_the_pooled_projection(tmp_path):
+    """train.faceclip_start_steps: before a fresh run, the fuser (no face) is fitted to give the
+    base's own prompt_embeds for the same tokens, and a fine-tuning UNet reads the unprojected
+    pooled vector as the base's UNet read the projected one. The face still changes the output."""
+    import copy
+
+    from faceid_cli.models.registry import load_pipeline, resolve_model
+    from faceid_cli.train import faceclip
+    from faceid_cli.train.loop import unet_conditioning
+
+    config = _faceclip_config(tmp_path, "train.faceclip_start_steps=200")
+    pipe = load_pipeline(resolve_model("tiny-xl"), torch.device("cpu"), torch.float32)
+    trainee = faceclip.build(config, pipe).eval()
+    original_unet = copy.deepcopy(pipe.unet)
+    seen = ["a photo of S*", "S* wearing a red hat", "a pencil sketch of S*", "S* in front of a beach"]
+    texts = [t.replace("S*", "a person") for t in seen]
+    fused, base = _no_face_embeds(pipe, trainee.encoder, texts)
+    error_before = (fused - base).pow(2).mean()
+    notes = []
+    figures = faceclip.start(trainee, pipe, config, seen, note=notes.append)
+    fused, base = _no_face_embeds(pipe, trainee.encoder, texts)
+    assert (fused - base).pow(2).mean() < 0.5 * error_before
+    for name in ("face_clip_l", "face_clip_g"):
+        assert figures[name]["mse_end"] < 0.5 * figures[name]["mse_start"]
+    assert len(notes) == 2 and all("variance explained" in n for n in notes)
+    # the pooled fold: the same UNet output from the unprojected vector as the original from the projected one
+    assert figures["pooled_folded"]
+    pooled = torch.randn(2, pipe.text_encoder_2.config.hidden_size)
+    embeds = torch.randn(2, 77, pipe.unet.config.cross_attention_dim)
+    latents, steps = torch.randn(2, 4, 8, 8), torch.tensor([10, 500])
+    with torch.no_grad():
+        expected = original_unet(latents, steps, **unet_conditioning(pipe, embeds, pipe.text_encoder_2.text_projection(pooled))).sample
+        got = pipe.unet(latents, steps, **unet_conditioning(pipe, embeds, pooled)).sample
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # the person still enters: two faces give two conditionings
+    faces = [trainee.encoder.face_features(torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(s)))
+             for s in (1, 2)]
+    with torch.no_grad():
+        a, b = (trainee.encoder.condition(pipe.tokenizer_2, ["a person"], f, 1)[0] for f in faces)
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_base_start_is_skipped_by_default_and_when_resuming(tmp_path, monkeypatch):
+    from faceid_cli.train import faceclip, loop
+
+    for folder in ("default", "start"):
+        (tmp_path / folder).mkdir()
+    calls = []
+    real = faceclip.start
+    monkeypatch.setattr(faceclip, "start", lambda *a, **k: calls.append(real(*a, **k)))
+    loop.train(_faceclip_config(tmp_path / "default"))
+    assert calls == [None]  # 0 steps by default: the fuser as built
+    calls.clear()
+    config = _faceclip_config(tmp_path / "start", "train.faceclip_start_steps=5", "train.steps=1")
+    notes = []
+    loop.train(config, on_note=notes.append)
+    assert calls and calls[0]["steps"] == 5 and any("faceclip start" in n for n in notes)
+    calls.clear()
+    config["train"]["steps"] = 2
+    loop.train(config, resume="latest")
+    assert calls == []  # the checkpoint holds the started weights

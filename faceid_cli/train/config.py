@@ -94,6 +94,9 @@ DEFAULTS: dict = {
         "alignment": "sigmoid",  # or "softmax"
         "alignment_targets": ["face", "text", "image"],
         "alignment_weight": 0.1,
+        # faceclip: steps of fitting a fresh encoder's fuser to pass the base's own conditioning
+        # through before training (0: start from the fuser as built; faceid_cli.train.faceclip.start)
+        "faceclip_start_steps": 0,
         "seed": 0,
         "device": "auto",
     },
@@ -126,7 +129,7 @@ WHOLE_AT_LEAST_1 = (("train", "steps"), ("train", "batch_size"), ("train", "micr
                     ("output", "keep_checkpoints"), ("output", "log_every"), ("output", "validation_steps"))
 # checkpoint_every and validate_every 0: at the end only
 WHOLE_AT_LEAST_0 = (("train", "lr_warmup_steps"), ("train", "seed"), ("data", "workers"),
-                    ("output", "checkpoint_every"), ("output", "validate_every"))
+                    ("train", "faceclip_start_steps"), ("output", "checkpoint_every"), ("output", "validate_every"))
 # a negative learning rate trains backwards and a negative weight rewards what it should weigh;
 # a learning rate of 0 is a control run (the untrained encoder on the same batches), and
 # max_grad_norm 0 turns clipping off

@@ -19,6 +19,8 @@ first two and fine-tunes the UNet.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -247,6 +249,134 @@ def build(config: dict, pipe, allow_download: bool = False) -> FaceClipTrainee:
         for branch in encoder.branches:
             branch.face_encoder.gradient_checkpointing = True
     return trainee
+
+
+#: the base start's sample of the run's captions, and its batch (targets are kept for all of them)
+START_TEXTS, START_BATCH, START_LEARNING_RATE = 2048, 64, 1e-2
+
+
+def start(trainee: FaceClipTrainee, pipe, config: dict, captions: list[str], token: str = "S*",
+          note=lambda message: None) -> dict | None:
+    """Before a fresh run's first step (``train.faceclip_start_steps`` > 0): make the new encoder
+    pass the base's own conditioning through, so that training starts from a model that follows
+    prompts and has only the person to learn.
+
+    A fresh fuser's output is a random mixture of its towers' states, a space the base's UNet has
+    never read (the release fine-tuned all of SDXL's UNet, on far more data than a small run has,
+    to learn its space). Here, with no face, the fuser's text path is fitted (Adam on the squared
+    error) to the base's ``prompt_embeds`` of the same tokens (prefix included): ``text_embed_proj``,
+    ``text_pos_proj``, the text layers (their residual branches start at zero) and the bi-attention's
+    text norms. The face's paths stay as built (the bi-attention enters at a layer scale of 1e-4).
+    When the UNet fine-tunes, it is also made to read FaceCLIP's pooled vector (the end-of-text
+    state before ``text_projection``, as released) as it read the base's projected one: the
+    projection is folded into the columns of its added embedding that take the pooled text.
+    Returns the fit's figures (also noted): the mean squared error before and after, and the share
+    of the target's variance explained."""
+    steps = int(config["train"]["faceclip_start_steps"])
+    if not steps or config["model"]["init_encoder"]:
+        return None
+    from ..conditioning import text_towers
+    from ..encoders.faceclip import tokenize
+    from ..methods.faceclip import faceclip_text, faceclip_tokenizer
+
+    encoder = trainee.encoder
+    texts = sorted({faceclip_text(caption, token) for caption in captions})
+    generator = torch.Generator().manual_seed(int(config["train"]["seed"]))
+    if len(texts) > START_TEXTS:  # a large captioned set: a seeded sample is enough for a linear-sized fit
+        texts = [texts[i] for i in sorted(torch.randperm(len(texts), generator=generator)[:START_TEXTS].tolist())]
+    towers = text_towers(pipe)
+    is_xl = len(towers) == 2 or getattr(pipe, "text_encoder_2", None) is not None
+    tokens = tokenize(faceclip_tokenizer(pipe), texts, [True] * len(texts), encoder.faceclip_config)
+    device = next(encoder.parameters()).device
+    ids, eos = tokens.input_ids.to(device), tokens.eos_positions.to(device)
+    no_face = torch.full_like(tokens.id_positions, -1).to(device)  # the prefix's word "id" as the base reads it
+    chunks = [slice(i, i + START_BATCH) for i in range(0, len(texts), START_BATCH)]
+    figures = {"texts": len(texts), "steps": steps}
+    for index, (branch, (_, tower)) in enumerate(zip(encoder.branches, towers)):
+        was_training = branch.training
+        branch.eval()  # no dropout: the fit is deterministic and draws nothing from the global RNG
+        size = encoder.faceclip_config.face.image_size
+        with torch.no_grad():
+            # the base's prompt_embeds as diffusers builds them (SDXL: the penultimate states), and
+            # the tower's final states that the fuser reads
+            target = torch.cat([(tower(ids[c], output_hidden_states=is_xl).hidden_states[-2] if is_xl
+                                 else tower(ids[c])[0]).float() for c in chunks])
+            hidden = torch.cat([branch.text_states(ids[c], no_face[c], eos[c], None)[0] for c in chunks])
+            _, patches = branch.encode_face(torch.zeros(1, 3, size, size, device=device))
+
+        def error(rows) -> torch.Tensor:  # squared error per token, summed over channels
+            fused = branch.fuse(hidden[rows], patches.expand(len(hidden[rows]), -1, -1))
+            return (fused.float() - target[rows]).pow(2).mean(dim=(0, 1)).sum()
+
+        with torch.no_grad():
+            before = sum(float(error(c)) * len(texts[c]) for c in chunks) / len(texts)  # the fuser as built
+            for layer in branch.fuser.encoder.text_layers:  # residual branches start at zero
+                for linear in (layer.self_attn.out_proj, layer.linear2):
+                    linear.weight.zero_()
+                    linear.bias.zero_()
+            branch.text_embed_proj.weight.copy_(torch.eye(branch.text_embed_proj.weight.shape[0]))
+            branch.text_embed_proj.bias.zero_()
+        # a high rate, warm-up, cosine decay and clipping: the norms' gains must travel far (a
+        # post-norm output's scale is set by them) and a fixed 1e-3 left one world tower at 0.39 of
+        # its variance in 500 steps; the best state seen is kept, in case a step overshoots
+        parameters = _text_path(branch)
+        optimizer = torch.optim.Adam(parameters, lr=START_LEARNING_RATE)
+        warmup = max(1, steps // 20)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (
+            1 + math.cos(math.pi * min(i, steps) / steps)))
+        best, best_state = float("inf"), None
+        for step in range(steps):
+            with torch.enable_grad():
+                loss = error(torch.randperm(len(texts), generator=generator)[:START_BATCH].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                optimizer.step()
+                schedule.step()
+            if (step + 1) % 50 == 0 or step + 1 == steps:
+                with torch.no_grad():
+                    now = sum(float(error(c)) * len(texts[c]) for c in chunks) / len(texts)
+                if now < best:
+                    best, best_state = now, [p.detach().clone() for p in parameters]
+        with torch.no_grad():
+            if best_state is not None:
+                for parameter, value in zip(parameters, best_state):
+                    parameter.copy_(value)
+        after = best
+        branch.train(was_training)
+        variance = float(target.var(dim=(0, 1), unbiased=False).sum())
+        name = encoder.faceclip_config.branch_names[index]
+        figures[name] = {"mse_start": before, "mse_end": after, "explained": 1 - after / variance}
+        note(f"faceclip start, {name}: the fuser passes the base's conditioning through "
+             f"({figures[name]['explained']:.3f} of its variance explained, {len(texts)} texts, {steps} steps)")
+    projection = getattr(towers[-1][1], "text_projection", None)  # the base's: pooled @ weight.T
+    if is_xl and hasattr(trainee, "unet") and projection is not None:
+        figures["pooled_folded"] = fold_pooled_projection(trainee.unet, projection.weight.T)
+    return figures
+
+
+def _text_path(branch) -> list[nn.Parameter]:
+    """The parameters that carry the text through the fuser, with no face."""
+    fuser = branch.fuser.encoder
+    modules = [branch.text_embed_proj, branch.text_pos_proj, *fuser.text_layers,
+               *(block.layer_norm_l for block in fuser.fusion_layers)]
+    return [p for module in modules for p in module.parameters()]
+
+
+@torch.no_grad()
+def fold_pooled_projection(unet, text_projection: torch.Tensor) -> bool:
+    """Make an SDXL UNet read the unprojected pooled vector as it read the projected one: the
+    columns of ``add_embedding.linear_1`` that take the pooled text times the projection. False
+    (nothing changed) where the UNet has no such input or the widths differ."""
+    embedding = getattr(unet, "add_embedding", None)
+    linear = getattr(embedding, "linear_1", None)
+    width = text_projection.shape[1]
+    if linear is None or getattr(unet.config, "addition_embed_type", None) != "text_time" \
+            or text_projection.shape[0] != width or linear.weight.shape[1] <= width:
+        return False
+    columns = linear.weight[:, :width]
+    columns.copy_(columns @ text_projection.to(columns).T)
+    return True
 
 
 def clip_for(config: dict) -> str | None:

@@ -373,6 +373,10 @@ def train(config: dict, resume: str | None = None, on_step: Callable[[dict], Non
         # the method's training functions: what trains, its loss, how it is saved
         training = get_method(config["model"]["method"]).training()
         encoder = training.build(config, pipe, allow_download=allow_download)
+        start_fn = getattr(training, "start", None)  # a method's own preparation of a fresh run
+        if start_fn is not None and checkpoint is None:
+            captions = sorted({s.prompt for s in sources if s.prompt and not s.skipped} | set(data_cfg["templates"]))
+            start_fn(encoder, pipe, config, captions, token, note)
         groups = training.trainable_groups(encoder, config)
         # a method whose loss needs the targets' CLIP image embeddings brings its scorer
         clip = getattr(encoder, "clip_scorer", None)
