@@ -258,8 +258,8 @@ START_TEXTS, START_BATCH, START_LEARNING_RATE = 2048, 64, 1e-2
 def start(trainee: FaceClipTrainee, pipe, config: dict, captions: list[str], token: str = "S*",
           note=lambda message: None) -> dict | None:
     """Before a fresh run's first step (``train.faceclip_start_steps`` > 0): make the new encoder
-    pass the base's own conditioning through, so that training starts from a model that follows
-    prompts and has only the person to learn.
+    pass the base's own conditioning through, so that training starts near a space the base's UNet
+    reads (the face token in the prefix still starts random).
 
     A fresh fuser's output is a random mixture of its towers' states, a space the base's UNet has
     never read (the release fine-tuned all of SDXL's UNet, on far more data than a small run has,
