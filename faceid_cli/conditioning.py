@@ -153,6 +153,15 @@ def word_dims_of(pipe) -> tuple[int, ...]:
     return tuple(enc.get_input_embeddings().embedding_dim for _, enc in text_towers(pipe))
 
 
+def prompt_states(encoder, input_ids: torch.Tensor, xl: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What diffusers' ``encode_prompt`` takes from one text encoder: SD the last hidden state; SDXL
+    the penultimate one, and the projected pooled text where the encoder gives it (SDXL's second)."""
+    output = encoder(input_ids, output_hidden_states=xl)
+    if not xl:
+        return output[0], None
+    return output.hidden_states[-2], output[0] if output[0].ndim == 2 else None
+
+
 def encode_prompt_with_identity(
     pipe, prompt: str | list[str], words: list[torch.Tensor], token: str = DEFAULT_IDENTITY_TOKEN
 ) -> PromptEmbeds:
@@ -186,13 +195,9 @@ def encode_prompt_with_identity(
         ids = torch.stack([t.input_ids for t in tokens]).to(device)
         slots = torch.stack([t.slots for t in tokens])
         with injected_words(encoder, slots, tower_words):
-            output = encoder(ids, output_hidden_states=is_xl)
-        if is_xl:
-            hidden.append(output.hidden_states[-2])
-            if output[0].ndim == 2:
-                pooled = output[0]
-        else:
-            hidden.append(output[0])
+            states, tower_pooled = prompt_states(encoder, ids, is_xl)
+        hidden.append(states)
+        pooled = tower_pooled if tower_pooled is not None else pooled
     if truncated:
         logger.warning("a prompt is longer than %d tokens and was truncated: %r",
                        towers[0][0].model_max_length, prompt)

@@ -275,7 +275,7 @@ def start(trainee: FaceClipTrainee, pipe, config: dict, captions: list[str], tok
     steps = int(config["train"]["faceclip_start_steps"])
     if not steps or config["model"]["init_encoder"]:
         return None
-    from ..conditioning import text_towers
+    from ..conditioning import prompt_states, text_towers
     from ..encoders.faceclip import tokenize
     from ..methods.faceclip import faceclip_text, faceclip_tokenizer
 
@@ -299,13 +299,13 @@ def start(trainee: FaceClipTrainee, pipe, config: dict, captions: list[str], tok
         with torch.no_grad():
             # the base's prompt_embeds as diffusers builds them (SDXL: the penultimate states), and
             # the tower's final states that the fuser reads
-            target = torch.cat([(tower(ids[c], output_hidden_states=is_xl).hidden_states[-2] if is_xl
-                                 else tower(ids[c])[0]).float() for c in chunks])
+            target = torch.cat([prompt_states(tower, ids[c], is_xl)[0].float() for c in chunks])
             hidden = torch.cat([branch.text_states(ids[c], no_face[c], eos[c], None)[0] for c in chunks])
             _, patches = branch.encode_face(torch.zeros(1, 3, size, size, device=device))
 
         def error(rows) -> torch.Tensor:  # squared error per token, summed over channels
-            fused = branch.fuse(hidden[rows], patches.expand(len(hidden[rows]), -1, -1))
+            states = hidden[rows]
+            fused = branch.fuse(states, patches.expand(len(states), -1, -1))
             return (fused.float() - target[rows]).pow(2).mean(dim=(0, 1)).sum()
 
         with torch.no_grad():
