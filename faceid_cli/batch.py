@@ -257,7 +257,8 @@ class BatchRunner:
         return self.summary
 
     def _pipeline_key(self, item: WorkItem) -> tuple:
-        return tuple(self.setting(item.job, k) for k in ("model", "encoder", "method", "identity_token"))
+        return tuple(self.setting(item.job, k) for k in ("model", "encoder", "method", "identity_token")) + (
+            bool(self.setting(item.job, "text_negative")),)
 
     def _render_key(self, item: WorkItem, pipeline) -> tuple:
         size = pipeline.default_size
@@ -268,10 +269,13 @@ class BatchRunner:
 
     def _pipeline(self, key: tuple, items: list[WorkItem]):
         if key not in self._pipelines:
-            model, encoder, method, token = key
+            from .generate import method_options
+
+            model, encoder, method, token, text_negative = key
             try:
                 self._pipelines[key] = self.load_pipeline(model=model, encoder=encoder, method=method,
-                                                          identity_token=token)
+                                                          identity_token=token,
+                                                          method_options=method_options(text_negative=text_negative))
             except FaceIDError as exc:
                 self._pipelines[key] = None
                 for item in items:

@@ -24,6 +24,12 @@ from .models.schedulers import sampler_label
 from .names import GENERATION_DEFAULTS as DEFAULTS
 
 
+def method_options(*, text_negative: bool = DEFAULTS["text_negative"]) -> dict | None:
+    """A pipeline's ``method_options`` from the generation settings that set them (None: the
+    method's defaults)."""
+    return {"negative": "text"} if text_negative else None
+
+
 @dataclass
 class GenerationSettings:
     prompt: str

@@ -32,7 +32,7 @@ FORMATS = ("auto", "jsonl", "csv", "toml")
 SETTINGS = {
     "seed": int, "num_images": int, "steps": int, "guidance": float, "scheduler": str, "height": int,
     "width": int, "negative_prompt": str, "face_index": int, "model": str, "encoder": str, "method": str,
-    "identity_token": str, "append_identity": bool, "identity_start": float,
+    "identity_token": str, "append_identity": bool, "identity_start": float, "text_negative": bool,
 }
 JOB_FIELDS = {"face", "prompt", "name", *SETTINGS}
 

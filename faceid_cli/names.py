@@ -5,6 +5,9 @@ for option checks and shell completion, so it imports nothing."""
 METHODS = ("m2", "clip-image", "faceclip", "none")
 #: the methods ``faceid train`` trains (model.method)
 TRAINABLE_METHODS = ("m2", "clip-image", "faceclip")
+#: faceclip's negative branches (``--text-negative``, evaluate's ``--negative-branch``): the
+#: release's (a black face through the encoder, no prefix) or the base's text encoders alone
+FACECLIP_NEGATIVE_BRANCHES = ("release", "text")
 #: face backends (``--backend``); auto: world for the world's models, else insightface when a pack
 #: is found, else dlib
 FACE_BACKENDS = ("auto", "insightface", "dlib", "world")
@@ -35,6 +38,8 @@ GENERATION_DEFAULTS = {
     "negative_prompt": "", "batch_size": 1, "face_index": 0, "identity_token": "S*", "append_identity": False,
     # the share of steps drawn before the identity enters (FaceIDPipeline.render)
     "identity_start": 0.0,
+    # faceclip: the negative prompt through the base's text encoders, not the release's branch
+    "text_negative": False,
 }
 #: the range of each numeric generation setting (None: unbounded); generate's and batch's options
 #: and batch's job fields all check these

@@ -62,7 +62,7 @@ class FaceIDPipeline:
         self.method = check_method(method)
         self.method_impl = get_method(method)
         #: per-method settings, e.g. FaceCLIP's ``negative`` branch ("release" or "text")
-        self.method_options = dict(method_options or {})
+        self.method_options = self._own_options(dict(method_options or {}))
         self.identity_token = identity_token
         self._analyzer = analyzer
         self._analyzer_factory = analyzer_factory
@@ -191,6 +191,19 @@ class FaceIDPipeline:
         identity.check_compatible(self.word_dims, "identity", self.method)
         with torch.inference_mode():
             return self.method_impl.prompt_embeds(self.pipe, self.encoder, [identity], [prompt], self.identity_token)
+
+    def _own_options(self, options: dict) -> dict:
+        """The options this method reads: a negative branch is kept only by a method that builds
+        its own (batch's and evaluate's settings apply to every job), and only where it is not the
+        default, so images record what changed them."""
+        branches = self.method_impl.negative_branches
+        if "negative" in options:
+            if branches and options["negative"] not in branches:
+                raise InvalidArgumentError(f"negative branch '{options['negative']}' is not one of "
+                                           f"{', '.join(branches)}", "pick one of those")
+            if not branches or options["negative"] == branches[0]:
+                del options["negative"]
+        return options
 
     def neutral_embeds(self, prompts: Sequence[str]) -> PromptEmbeds:
         """``prompts`` with no person in them, in this method's embedding space (see ``render``)."""

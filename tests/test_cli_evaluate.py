@@ -111,6 +111,8 @@ def test_bad_arguments(tmp_path, faces_dir):
                                   "-o", tmp_path), 2, "nonsense")
     assert_one_line_error(run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--method", "magic",
                                   "-o", tmp_path), 2, "magic")
+    assert_one_line_error(run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--method", "faceclip",
+                                  "--negative-branch", "black", "-o", tmp_path), 2, "black")
 
 
 def test_prompt_sets_ship():
@@ -237,8 +239,18 @@ def test_a_clip_in_the_hub_cache_is_found_by_repo_id_offline(tmp_path, faces_dir
 def test_evaluate_compares_m2_and_faceclip_on_tiny_xl(tmp_path, faces_dir, tiny_clip, prompts_file):
     result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--prompts", prompts_file, "-o", tmp_path / "e",
                      "--method", "m2", "--method", "faceclip", "--clip", tiny_clip, "--json", "--steps", "2", "-n",
-                     "1", "--model", "tiny-xl", "--backend", "dlib")
+                     "1", "--model", "tiny-xl", "--backend", "dlib", "--negative-branch", "release",
+                     "--negative-branch", "text")
     assert result.exit_code == 0, result.stderr
     document = parse_json(result)
-    assert {row["variant"] for row in document["results"]} == {"m2", "faceclip"}
+    variants = {"m2", "faceclip@release-negative", "faceclip@text-negative"}  # the branches: faceclip's columns
+    assert {row["variant"] for row in document["results"]} == variants
     assert all(row["images"] == 2 for row in document["results"])  # one per prompt, same seeds
+    # the images record their branch: scored again from the folder, the same columns and numbers
+    again = run_cli("evaluate", "--images", tmp_path / "e" / "images", "-o", tmp_path / "again", "--clip", tiny_clip,
+                    "--json", "--backend", "dlib")
+    assert again.exit_code == 0, again.stderr
+    rescored = {row["variant"]: row for row in parse_json(again)["results"]}
+    assert set(rescored) == variants
+    for row in document["results"]:
+        assert rescored[row["variant"]]["text_alignment"] == row["text_alignment"]

@@ -217,6 +217,17 @@ def test_face_token_lands_on_the_prefix_id_word_and_nowhere_else(word_tokenizer,
     assert torch.all(difference[:4] == 0) and torch.all(difference[4:tokens.eos_positions[0] + 1] > 0)
 
 
+@pytest.mark.parametrize("prefix,id_word,position", [("a person , ", "person", 2), ("id person . ", "id", 1),
+                                                     ("photo of a   id person.", "id", 4)])
+def test_a_configured_prefix_puts_the_face_on_its_word(word_tokenizer, prefix, id_word, position):
+    """model.faceclip.prefix and id_word (a base whose text model does not read the release's
+    prefix): the face goes on the id word wherever it stands, the first word included."""
+    config = small_config(prefix=prefix, id_word=id_word)
+    tokens = tokenize(word_tokenizer, ["a person as a chef"], [True], config)
+    assert tokens.id_positions.tolist() == [position]
+    assert tokens.input_ids[0, position] == word_tokenizer.convert_tokens_to_ids(f"{id_word}</w>")
+
+
 # ---- the release's files ---------------------------------------------------------------------------
 def _release_folder(tmp_path, encoder: FaceClipEncoder, unet_state: dict | None):
     folder = tmp_path / "FaceCLIP"
@@ -295,10 +306,20 @@ def test_faceclip_on_tiny_xl_from_photo_identity_file_and_batch(tmp_path):
     assert np.abs(outputs["photo"] - outputs["other"]).max() >= 1
     assert np.abs(outputs["file"] - outputs["text-negative"]).max() > 8  # the negative branch matters
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps({"face": str(identity), "prompt": "S* as a chef", "seed": 4, "name": "b"}) + "\n")
+    jobs.write_text(json.dumps({"face": str(identity), "prompt": "S* as a chef", "seed": 4, "name": "b"}) + "\n"
+                    + json.dumps({"face": str(identity), "prompt": "S* as a chef", "seed": 4, "name": "t",
+                                  "text_negative": True}) + "\n")
     result = run_cli("batch", str(jobs), "-o", str(tmp_path / "batch"), *common[:4], "--steps", "3")
     assert result.exit_code == 0, result.stderr
-    assert np.abs(_png(tmp_path / "batch") - outputs["file"]).max() <= 1
+    made = {p.name.split("-")[0]: p for p in (tmp_path / "batch").glob("*.png")}
+    from PIL import Image
+
+    def pixels(path):
+        return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+    assert np.abs(pixels(made["b"]) - outputs["file"]).max() <= 1
+    assert np.abs(pixels(made["t"]) - outputs["text-negative"]).max() <= 1  # a job's text_negative
+    assert json.loads(made["t"].with_suffix(".json").read_text())["method_options"] == {"negative": "text"}
 
 
 def test_faceclip_identity_is_refused_by_another_method(tmp_path):

@@ -41,6 +41,22 @@ def test_every_method_name_has_its_module_and_every_module_its_name():
         assert method.uses_identity == (name != "none")
 
 
+def test_a_negative_branch_is_kept_only_by_the_method_that_builds_it():
+    """batch's and evaluate's --text-negative apply to every job: other methods drop it, so their
+    images do not record a setting that did not change them; the default branch is not recorded."""
+    from faceid_cli.errors import InvalidArgumentError
+    from faceid_cli.pipeline_faceid import FaceIDPipeline
+
+    pipe = FaceIDPipeline.from_model("tiny", method="m2", method_options={"negative": "text"})
+    assert pipe.method_options == {} and "method_options" not in pipe.describe()
+    xl = FaceIDPipeline.from_model("tiny-xl", method="faceclip", method_options={"negative": "text"})
+    assert xl.method_options == {"negative": "text"}
+    assert FaceIDPipeline(xl.pipe, xl.encoder, model_name="tiny-xl", method="faceclip",
+                          method_options={"negative": "release"}).method_options == {}
+    with pytest.raises(InvalidArgumentError, match="'black' is not one of release, text"):
+        FaceIDPipeline(xl.pipe, xl.encoder, model_name="tiny-xl", method="faceclip", method_options={"negative": "black"})
+
+
 def test_an_unknown_method_is_one_clear_error():
     result = run_cli("generate", str(DATA / "faces" / "obama.jpg"), "S* as a chef", "--method", "dreambooth")
     assert result.exit_code == 2
@@ -63,3 +79,8 @@ def test_evaluate_pairs_each_checkpoint_with_the_method_of_its_kind(tmp_path):
         Variant("m2", "m2", str(m2)), Variant("faceclip", "faceclip", str(faceclip)), Variant("none", "none")]
     both = variants_from(["faceclip"], [str(faceclip), str(release)])
     assert [v.encoder for v in both] == [str(faceclip), str(release)] and len({v.label for v in both}) == 2
+    # several negative branches make a column each of faceclip, and leave other methods alone
+    branches = variants_from(["m2", "faceclip"], [str(m2), str(faceclip)], negatives=["release", "text"])
+    assert [(v.label, v.negative) for v in branches] == [
+        ("m2", None), ("faceclip@release-negative", "release"), ("faceclip@text-negative", "text")]
+    assert [v.negative for v in variants_from(["faceclip"], [str(faceclip)], negatives=["text"])] == ["text"]

@@ -66,6 +66,21 @@ def test_an_unknown_key_fails_with_its_name(tmp_path, text, name):
     assert_one_line_error(run_cli("train", path, "--print-config"), 2, f"'{name}'")
 
 
+def test_open_tables_merge_the_file_and_each_set_and_their_reader_checks_their_keys(tmp_path):
+    """model.faceclip takes FaceCLIP's own keys (none in the defaults): a --set adds to what the
+    file holds, and a key FaceCLIP does not take fails with its name before any work."""
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nmethod = "faceclip"\nfaceclip = {fuser = {layers = 2}}\n')
+    config = load_config(path, ['model.faceclip.prefix="a person , "', "model.faceclip.id_word=\"person\"",
+                                "model.faceclip.fuser.text_heads=2"])
+    assert config["model"]["faceclip"] == {"fuser": {"layers": 2, "text_heads": 2}, "prefix": "a person , ",
+                                           "id_word": "person"}
+    for assignment, fragment in (("model.faceclip.prefx=1", "'model.faceclip.prefx'"),
+                                 ("model.faceclip.fuser.lyers=1", "'model.faceclip.fuser.lyers'"),
+                                 ('model.faceclip.prefix="no face here"', "no word 'id'")):
+        assert_one_line_error(run_cli("train", path, "--print-config", "--set", assignment), 2, fragment)
+
+
 def test_bad_values_fail_before_any_work(tmp_path):
     assert_one_line_error(run_cli("train", "--print-config", "--set", "train.batch_size=6"), 2, "multiple")
     assert_one_line_error(run_cli("train", "--print-config", "--report-to", "mlflow"), 2, "report_to")

@@ -200,11 +200,13 @@ def complete_dtype(incomplete: str) -> list[str]:
 
 
 def one_of(names: tuple[str, ...]):
-    """An option callback refusing values outside ``names`` (a usage error, exit 2)."""
+    """An option callback refusing values outside ``names`` (a usage error, exit 2); a repeatable
+    option's values are checked each."""
 
     def check(value):
-        if value is not None and value not in names:
-            raise typer.BadParameter(f"'{value}' is not one of {', '.join(names)}")
+        for one in (value if isinstance(value, list) else [value]):
+            if one is not None and one not in names:
+                raise typer.BadParameter(f"'{one}' is not one of {', '.join(names)}")
         return value
 
     return check

@@ -82,6 +82,9 @@ def batch(
     identity_start: Annotated[float | None, typer.Option("--identity-start", min=LIMITS["identity_start"][0], max=LIMITS["identity_start"][1], callback=finite, metavar="FRACTION",
                                                          help="Default share of the steps drawn before the "
                                                          "identity enters (see generate) [default: 0].")] = None,
+    text_negative: Annotated[bool, typer.Option(
+        "--text-negative", help="faceclip: by default, encode the negative prompt with the base's text encoders "
+        "alone, not the release's negative branch (see generate).")] = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     allow_download: AllowDownloadOption = False,
@@ -108,7 +111,7 @@ def batch(
     given = {"model": model, "encoder": str(encoder) if encoder else None, "method": method,
              "num_images": num_images, "steps": steps, "guidance": guidance, "scheduler": scheduler,
              "height": height, "width": width, "negative_prompt": negative_prompt, "identity_token": identity_token,
-             "identity_start": identity_start}
+             "identity_start": identity_start, "text_negative": True if text_negative else None}
     jobs = read_jobs(jobs_file, jobs_format, defaults={k: v for k, v in given.items() if v is not None})
     shard_index, shard_count = parse_shard(shard)
     mine = shard_jobs(jobs, shard_index, shard_count)
@@ -131,6 +134,7 @@ def batch(
             pipeline = FaceIDPipeline.from_model(
                 kwargs["model"], encoder=kwargs["encoder"], method=kwargs["method"], device=device, dtype=dtype,
                 allow_download=allow_download, face_backend=backend, identity_token=kwargs["identity_token"],
+                method_options=kwargs["method_options"],
                 analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size))
             if human:
                 described = pipeline.describe()

@@ -9,7 +9,7 @@ import typer
 
 from ..names import GENERATION_DEFAULTS as DEFAULTS
 from ..names import GENERATION_LIMITS as LIMITS
-from ..names import METHODS
+from ..names import FACECLIP_NEGATIVE_BRANCHES, METHODS
 from ._common import (
     AllowDownloadOption,
     BackendOption,
@@ -25,6 +25,7 @@ from ._common import (
     interruptible,
     new_app,
     note,
+    one_of,
     print_json,
     progress_bar,
     stdout_console,
@@ -60,6 +61,11 @@ def evaluate(
         "--identity-start", min=LIMITS["identity_start"][0], max=LIMITS["identity_start"][1], callback=finite, metavar="FRACTION",
         help="Share of the steps drawn before the identity enters (see generate); repeatable: each value "
         "makes its own column of every identity method [default: 0].")] = None,
+    negative_branch: Annotated[list[str] | None, typer.Option(
+        "--negative-branch", callback=one_of(FACECLIP_NEGATIVE_BRANCHES), metavar="BRANCH",
+        help="faceclip's negative: release (a black face through FaceCLIP, no prefix) or text (the base's "
+        "text encoders alone, as generate --text-negative); repeatable: each makes its own column "
+        "[default: release].")] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=LIMITS["num_images"][0], help="Images per (face, prompt).")] = 4,
     seed: Annotated[int, typer.Option("--seed", min=LIMITS["seed"][0], max=LIMITS["seed"][1], help="First seed; every method gets the same seeds.")] = 0,
     steps: Annotated[int, typer.Option("--steps", min=LIMITS["steps"][0], max=LIMITS["steps"][1], help="Denoising steps.")] = DEFAULTS["steps"],
@@ -119,7 +125,8 @@ def evaluate(
     for name in method or []:
         if name not in METHODS:
             raise typer.BadParameter(f"'{name}' is not one of {', '.join(METHODS)}", param_hint="'--method'")
-    variants = variants_from(list(method or []), list(encoder or []), list(identity_start or []))
+    variants = variants_from(list(method or []), list(encoder or []), list(identity_start or []),
+                             list(negative_branch or []))
     prompt_list = load_prompts(prompts)
     total = len(variants) * len(people) * len(prompt_list) * num_images * steps
     with interruptible("every finished image is kept; run the same command again to resume"), \

@@ -165,7 +165,7 @@ def generate(
     identity_start: IdentityStartOption = DEFAULTS["identity_start"],
     text_negative: Annotated[bool, typer.Option(
         "--text-negative", help="faceclip: encode the negative prompt with the base's text encoders alone, "
-        "instead of the release's negative branch (a black face through FaceCLIP, no prefix).")] = False,
+        "instead of the release's negative branch (a black face through FaceCLIP, no prefix).")] = DEFAULTS["text_negative"],
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     allow_download: AllowDownloadOption = False,
@@ -183,7 +183,7 @@ def generate(
     chunk other diffusion tools read) and a JSON sidecar. The same seed and settings reproduce an
     image exactly; a photo and the identity file encoded from it give the same images.
     """
-    from ..generate import GenerationSettings, prepare
+    from ..generate import GenerationSettings, method_options, prepare
     from ..generate import generate as render
     from ..images import face_photos
 
@@ -194,7 +194,7 @@ def generate(
         analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
         face_index=face_index, max_pixels=max_pixels, identity_token=identity_token,
         append_identity=append_identity, scheduler=scheduler, on_note=note,
-        method_options={"negative": "text"} if text_negative else None)
+        method_options=method_options(text_negative=text_negative))
     described = pipeline.describe()
     if not json_output and identity is not None and len(photos) > 1:
         note(f"identity: {len(photos)} photos in '{face}', fused")

@@ -417,6 +417,15 @@ class FaceClipTokens:
     truncated: bool = False
 
 
+def prefix_before_id(config: FaceClipConfig) -> str | None:
+    """The prefix's words before its face word ("" when the prefix starts with it), or None when
+    the prefix has no face word (the face then never enters)."""
+    padded = f" {' '.join(config.prefix.split())} "
+    if f" {config.id_word} " not in padded:
+        return None
+    return padded.split(f" {config.id_word} ")[0].strip()
+
+
 def tokenize(tokenizer, texts: list[str], has_face: list[bool], config: FaceClipConfig) -> FaceClipTokens:
     """open_clip's tokenisation with a transformers CLIP vocabulary: ``<sot> ids <eot>``, cut to
     the context length with the last token forced to ``<eot>``, padded with id 0 (open_clip's pad,
@@ -424,7 +433,7 @@ def tokenize(tokenizer, texts: list[str], has_face: list[bool], config: FaceClip
     tokenising the prefix up to that word, so a user's own "id" later in the prompt is never touched.
     """
     bos, eos, length = tokenizer.bos_token_id, tokenizer.eos_token_id, config.context_length
-    before_id = config.prefix.split(f" {config.id_word} ")[0] if f" {config.id_word} " in config.prefix else None
+    before_id = prefix_before_id(config)
     id_offset = 1 + len(tokenizer(before_id, add_special_tokens=False).input_ids) if before_id is not None else -1
     rows, ids_positions, eos_positions, truncated = [], [], [], False
     for text, face in zip(texts, has_face):

@@ -69,23 +69,27 @@ def references_from(entries: list, fuse_folders: bool = False, what: str = "--fa
 @dataclass(frozen=True)
 class Variant:
     """One column of the comparison: a method, with an encoder checkpoint for the trained ones,
-    and the share of steps drawn before the identity enters."""
+    the share of steps drawn before the identity enters, and (faceclip) the negative branch."""
 
     label: str
     method: str
     encoder: str | None = None
     identity_start: float = 0.0
+    negative: str | None = None  # None: the method's default branch
 
 
-def variants_from(methods: list[str], encoders: list[str], identity_starts: list[float] | None = None) -> list[Variant]:
+def variants_from(methods: list[str], encoders: list[str], identity_starts: list[float] | None = None,
+                  negatives: list[str] | None = None) -> list[Variant]:
     """Several ``--method`` values are compared side by side. Each ``--encoder`` checkpoint goes
     to the method of its kind (``m2`` and ``faceclip`` checkpoints in one run make one column
     each); several checkpoints of one method make a column each, labelled by the checkpoint's
     folder. Several ``identity_starts`` make a column each of every identity method
-    (``m2@start0.2``); one applies to them all."""
+    (``m2@start0.2``); one applies to them all. So do several ``negatives`` for the methods that
+    build those negative branches (``faceclip@text-negative``)."""
     from ..methods import get_method
 
     starts = list(dict.fromkeys(identity_starts or [0.0]))
+    negatives = list(dict.fromkeys(negatives or []))
     variants = []
     for variant in _method_variants(methods, encoders):
         if not get_method(variant.method).uses_identity:
@@ -95,7 +99,15 @@ def variants_from(methods: list[str], encoders: list[str], identity_starts: list
         else:
             variants += [replace(variant, label=f"{variant.label}@start{start:g}", identity_start=start)
                          for start in starts]
-    return variants
+    with_negatives = []
+    for variant in variants:
+        branches = get_method(variant.method).negative_branches
+        mine = [n for n in negatives if n in branches]
+        if len(mine) <= 1:
+            with_negatives.append(replace(variant, negative=mine[0] if mine else None))
+        else:
+            with_negatives += [replace(variant, label=f"{variant.label}@{n}-negative", negative=n) for n in mine]
+    return with_negatives
 
 
 def _method_variants(methods: list[str], encoders: list[str]) -> list[Variant]:
@@ -173,13 +185,15 @@ def evaluation_jobs(faces: list[Reference], prompts: list[str], variants: list[V
                 name = f"{_slug(variant.label)}/{stems[f]}/p{p:02d}"
                 job_settings = {**settings, "method": variant.method, "num_images": num_images,
                                 "seed": image_seed(seed, f, p, num_images, len(prompts)),
-                                "identity_start": variant.identity_start}
+                                "identity_start": variant.identity_start,
+                                "text_negative": variant.negative == "text"}
                 if variant.encoder:
                     job_settings["encoder"] = variant.encoder
                 jobs.append(Job(index=len(jobs), line=0, name=name, faces=face.photos, prompts=(prompt,),
                                 settings=job_settings))
                 meaning[name] = {"variant": variant.label, "method": variant.method, "encoder": variant.encoder,
-                                 "identity_start": variant.identity_start, "face": face.name,
+                                 "identity_start": variant.identity_start, "negative": variant.negative,
+                                 "face": face.name,
                                  "photos": list(face.photos),
                                  "face_index": f, "prompt": prompt, "prompt_index": p}
     return jobs, meaning
@@ -260,7 +274,8 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
     def load_pipeline(**kwargs):
         return FaceIDPipeline.from_model(kwargs["model"], encoder=kwargs["encoder"], method=kwargs["method"],
                                          device=device, dtype=dtype, face_backend=backend, analyzer_options=options,
-                                         identity_token=kwargs["identity_token"], allow_download=allow_download)
+                                         identity_token=kwargs["identity_token"], allow_download=allow_download,
+                                         method_options=kwargs["method_options"])
 
     manifest_path = images_dir / manifest_name(shard)
     defaults = {**GENERATION_DEFAULTS, "encoder": None, "height": None, "width": None, "face_index": 0}
@@ -330,6 +345,7 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
     from ..errors import FaceIDError
     from ..generate import read_parameters
     from ..identity import is_identity_file
+    from ..methods import get_method
 
     rows, models = [], set()
     for path in sorted(Path(folder).rglob("*.png")):
@@ -352,6 +368,7 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
         rows.append({"method": info["method"], "encoder": info.get("encoder"), "photos": photos,
                      "face": photos[0] if len(photos) == 1 else " + ".join(photos),
                      "identity_start": float(info.get("identity_start") or 0.0),
+                     "negative": (info.get("method_options") or {}).get("negative"),
                      "prompt": info["prompt"], "seed": info["seed"], "file": str(path.relative_to(folder))})
     if not rows:
         raise InvalidArgumentError(f"no image made by faceid in '{folder}'", "point --images at a generate or batch output")
@@ -367,6 +384,9 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
                           if row["method"] in several and row["encoder"] else row["method"])
         if len(starts) > 1 and row["encoder"]:
             row["variant"] += f"@start{row['identity_start']:g}"
+        branches = get_method(row["method"]).negative_branches
+        if branches and len({r["negative"] or branches[0] for r in rows if r["method"] == row["method"]}) > 1:
+            row["variant"] += f"@{row['negative'] or branches[0]}-negative"
     return rows, models.pop()
 
 
@@ -384,7 +404,8 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
     records = []
     for row in rows:
         key = row["file"]
-        meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "identity_start", "face", "photos", "prompt")}
+        meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "identity_start", "negative", "face",
+                                            "photos", "prompt")}
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
                            neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model),

@@ -28,6 +28,8 @@ class Method:
     #: the module of ``faceid train``'s functions for this method (build, trainable_groups,
     #: training_loss, save_trained, clip_for, set_train_mode), or None when it cannot be trained
     training_module: str | None = None
+    #: the negative branches it can build (``--text-negative`` picks "text"; the first is its default)
+    negative_branches: tuple[str, ...] = ()
 
     def training(self):
         """``faceid train``'s functions for this method."""

@@ -17,13 +17,10 @@ import torch
 
 from ..conditioning import NEUTRAL_SUBJECT, PromptEmbeds, replace_identity
 from ..errors import MissingModelError
-from ..names import FACECLIP_RELEASE
+from ..names import FACECLIP_NEGATIVE_BRANCHES, FACECLIP_RELEASE
 from .base import Method
 
 
-#: ``negative`` option values: the release's branch (black face through the encoder, no prefix),
-#: or the base's own text encoders on the negative prompt alone
-NEGATIVE_BRANCHES = ("release", "text")
 
 
 def faceclip_text(prompt: str, token: str) -> str:
@@ -49,6 +46,7 @@ class FaceClipMethod(Method):
     encoder_type = "faceclip"
     summary = "FaceCLIP's joint ID-text encoder (SDXL): face features fused with every prompt"
     training_module = "faceid_cli.train.faceclip"
+    negative_branches = FACECLIP_NEGATIVE_BRANCHES
 
     def random_encoder(self, model_location: str, dims: tuple[int, ...]):
         from ..encoders.faceclip import build_random_faceclip_encoder

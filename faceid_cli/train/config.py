@@ -138,16 +138,26 @@ AT_LEAST_0 = (("train", "learning_rate"), ("train", "backbone_learning_rate"), (
               ("train", "alignment_weight"), ("train", "max_grad_norm"))
 
 
-def merge(base: dict, override: dict, where: str = "") -> dict:
-    """``base`` with ``override``'s values; a key ``base`` lacks fails with its dotted name."""
+def merge(base: dict, override: dict, where: str = "", schema: dict | None = None) -> dict:
+    """``base`` with ``override``'s values; a key the defaults lack fails with its dotted name.
+
+    A table the defaults leave empty (``model.faceclip``, ``model.backbone_config``) is open: it
+    takes any key, merged into what an earlier file or ``--set`` put there (what reads the table
+    checks its keys)."""
+    schema = DEFAULTS if schema is None and not where else schema
     out = copy.deepcopy(base)
     for key, value in override.items():
         name = f"{where}.{key}" if where else key
+        if schema == {}:  # an open table
+            nested = isinstance(base.get(key), dict) and isinstance(value, dict)
+            out[key] = merge(base[key], value, name, {}) if nested else copy.deepcopy(value)
+            continue
         if key not in base:
             known = ", ".join(sorted(base))
             raise InvalidArgumentError(f"unknown config key '{name}'", f"known keys here: {known}")
-        if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
-            out[key] = merge(base[key], value, name)
+        inner = schema.get(key) if isinstance(schema, dict) else None
+        if isinstance(base[key], dict) and isinstance(value, dict) and (base[key] or inner == {}):
+            out[key] = merge(base[key], value, name, inner)
         else:
             _check_type(name, base[key], value)
             out[key] = copy.deepcopy(value)
@@ -229,6 +239,10 @@ def check(config: dict) -> None:
         raise InvalidArgumentError(f"train.backbone = {backbone!r}", "use frozen, all, or last:N")
     if not 0.0 <= float(config["data"]["triplet_fraction"]) <= 1.0:
         raise InvalidArgumentError("data.triplet_fraction must be between 0 and 1", "fix the config")
+    if config["model"]["method"] == "faceclip":  # model.faceclip is an open table: its reader checks it
+        from .faceclip import check_faceclip_keys
+
+        check_faceclip_keys(config["model"]["faceclip"])
 
 
 def _whole(value) -> bool:

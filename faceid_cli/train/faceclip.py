@@ -104,6 +104,30 @@ def build_encoder(config: dict, pipe):
     return encoder
 
 
+def check_faceclip_keys(sizes: dict) -> None:
+    """``model.faceclip`` (an open table of the config) holds only what a FaceCLIP config takes;
+    the towers, vocabulary and context length follow the base."""
+    from dataclasses import fields
+
+    from ..encoders.face_vit import FaceViTConfig
+    from ..encoders.faceclip import FaceClipConfig, FuserConfig, prefix_before_id
+
+    tables = {"": (FaceClipConfig, {"towers", "vocab_size", "context_length"}), "fuser": (FuserConfig, set()),
+              "face": (FaceViTConfig, set())}
+    for where, (kind, follow_base) in tables.items():
+        given = sizes.get(where, {}) if where else sizes
+        known = {f.name for f in fields(kind)} - follow_base
+        for key in given if isinstance(given, dict) else ():
+            if key not in known:
+                name = ".".join(filter(None, ("model.faceclip", where, key)))
+                raise InvalidArgumentError(f"unknown config key '{name}'", f"known keys here: {', '.join(sorted(known))}")
+    config = FaceClipConfig(**{k: v for k, v in sizes.items() if k in ("prefix", "id_word")})
+    if prefix_before_id(config) is None:
+        raise InvalidArgumentError(f"model.faceclip.prefix {config.prefix!r} has no word {config.id_word!r} "
+                                   "(model.faceclip.id_word) for the face to replace",
+                                   "put the face word in the prefix, as the release's 'Photo of a id person. '")
+
+
 def check_parts(parts, targets) -> None:
     for part in parts:
         if part not in TRAINABLE_PARTS:
