@@ -238,6 +238,7 @@ def prepare(
     max_pixels: int | None = None, identity_token: str = DEFAULTS["identity_token"],
     append_identity: bool = DEFAULTS["append_identity"], scheduler: str = DEFAULTS["scheduler"],
     on_note: Callable[[str], None] | None = None, method_options: dict | None = None,
+    photos: Sequence[str] | None = None,
 ):
     """Everything ``generate`` needs for FACE (a photo, a folder of one person's photos, or an
     identity file) and PROMPT, loaded in
@@ -246,6 +247,7 @@ def prepare(
     the pipeline loads and the identity is checked against it.
 
     ``method_options``: the method's own settings (FaceCLIP: ``{"negative": "text"}``).
+    ``photos``: FACE's photos when the caller has listed them already (a folder is read once).
 
     Returns ``(pipeline, identity, prompt)``: identity is None for ``method="none"``; prompt has the
     identity words appended if ``append_identity`` asked for them. The CLI, ``batch``-style callers,
@@ -277,7 +279,8 @@ def prepare(
             identity.check_method(method, str(face))  # before the diffusion model loads
         else:
             analyzer = load_analyzer(backend, options)
-            identity = encode_identity(identity_encoder, analyzer, face_photos(face), method=method,
+            photos = list(photos) if photos is not None else face_photos(face)
+            identity = encode_identity(identity_encoder, analyzer, photos, method=method,
                                        face_index=face_index, max_pixels=max_pixels)
     pipeline = FaceIDPipeline.from_model(
         model, encoder=identity_encoder, method=method, device=device, dtype=dtype, allow_download=allow_download,

@@ -117,9 +117,15 @@ def test_encode_warns_when_the_photos_show_different_people(faces_dir, tmp_path)
     assert all(s["lowest_similarity"] >= 0.905 for s in Identity.load(tmp_path / "same.safetensors").metadata["sources"])
 
 
-def test_a_folder_of_photos_is_one_person(faces_dir, tmp_path):
+def test_a_folder_of_photos_is_one_person(faces_dir, tmp_path, monkeypatch):
     """generate and encode take a folder: its photos fused, the images of `encode` on the same
-    photos, every photo recorded as the reference; a folder without photos exits 2, nothing written."""
+    photos, every photo recorded as the reference, the folder listed once; a folder without photos
+    exits 2, nothing written."""
+    import faceid_cli.images
+
+    listed = []
+    real_expand = faceid_cli.images.expand_photos
+    monkeypatch.setattr(faceid_cli.images, "expand_photos", lambda *a, **k: listed.append(a) or real_expand(*a, **k))
     person = tmp_path / "person"
     (person / "older").mkdir(parents=True)
     (person / "obama.jpg").write_bytes((faces_dir / "obama.jpg").read_bytes())
@@ -130,7 +136,9 @@ def test_a_folder_of_photos_is_one_person(faces_dir, tmp_path):
     from_folder = run_cli("encode", person, "-o", tmp_path / "folder.safetensors")
     assert from_folder.exit_code == 0, from_folder.stderr
     assert Identity.load(tmp_path / "folder.safetensors").hash == Identity.load(identity).hash
+    listed.clear()
     a = _generate(person, "--seed", "3", out=tmp_path / "a")
+    assert len(listed) == 1  # the CLI's listing is the one the identity is encoded from
     b = _generate(identity, "--seed", "3", out=tmp_path / "b")
     assert a["identity_hash"] == b["identity_hash"]
     assert np.array_equal(_pixels(a["images"][0]), _pixels(b["images"][0]))

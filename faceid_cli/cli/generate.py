@@ -194,7 +194,7 @@ def generate(
         analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
         face_index=face_index, max_pixels=max_pixels, identity_token=identity_token,
         append_identity=append_identity, scheduler=scheduler, on_note=note,
-        method_options=method_options(text_negative=text_negative))
+        method_options=method_options(text_negative=text_negative), photos=photos)
     described = pipeline.describe()
     if not json_output and identity is not None and len(photos) > 1:
         note(f"identity: {len(photos)} photos in '{face}', fused")
