@@ -106,8 +106,13 @@ def variants_from(methods: list[str], encoders: list[str], identity_starts: list
         if len(mine) <= 1:
             with_negatives.append(replace(variant, negative=mine[0] if mine else None))
         else:
-            with_negatives += [replace(variant, label=f"{variant.label}@{n}-negative", negative=n) for n in mine]
+            with_negatives += [replace(variant, label=variant.label + negative_label(n), negative=n) for n in mine]
     return with_negatives
+
+
+def negative_label(branch: str) -> str:
+    """What a column's label gets for its negative branch, where a method has several columns."""
+    return f"@{branch}-negative"
 
 
 def _method_variants(methods: list[str], encoders: list[str]) -> list[Variant]:
@@ -379,14 +384,17 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
     several = {m for m, _ in encoders if sum(1 for mm, _ in encoders if mm == m) > 1}
     names = checkpoint_names(sorted({e for _, e in encoders if e}))
     starts = {r["identity_start"] for r in rows if r["encoder"]}
+    defaults = {m: (get_method(m).negative_branches or (None,))[0] for m in {r["method"] for r in rows}}
+    for row in rows:
+        row["negative"] = row["negative"] or defaults[row["method"]]
+    branches = {m: {r["negative"] for r in rows if r["method"] == m} for m in defaults}
     for row in rows:
         row["variant"] = (f"{row['method']}@{names[row['encoder']]}"
                           if row["method"] in several and row["encoder"] else row["method"])
         if len(starts) > 1 and row["encoder"]:
             row["variant"] += f"@start{row['identity_start']:g}"
-        branches = get_method(row["method"]).negative_branches
-        if branches and len({r["negative"] or branches[0] for r in rows if r["method"] == row["method"]}) > 1:
-            row["variant"] += f"@{row['negative'] or branches[0]}-negative"
+        if len(branches[row["method"]]) > 1:
+            row["variant"] += negative_label(row["negative"])
     return rows, models.pop()
 
 

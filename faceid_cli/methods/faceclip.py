@@ -21,8 +21,6 @@ from ..names import FACECLIP_NEGATIVE_BRANCHES, FACECLIP_RELEASE
 from .base import Method
 
 
-
-
 def faceclip_text(prompt: str, token: str) -> str:
     """What FaceCLIP reads after its prefix: the prompt with ``S*`` as a neutral subject."""
     return replace_identity(prompt, token, NEUTRAL_SUBJECT)

@@ -332,8 +332,12 @@ def start(trainee: FaceClipTrainee, pipe, config: dict, captions: list[str], tok
             fused = branch.fuse(states, patches.expand(len(states), -1, -1))
             return (fused.float() - target[rows]).pow(2).mean(dim=(0, 1)).sum()
 
+        @torch.no_grad()
+        def error_on_all() -> float:
+            return sum(float(error(c)) * len(texts[c]) for c in chunks) / len(texts)
+
+        before = error_on_all()  # the fuser as built
         with torch.no_grad():
-            before = sum(float(error(c)) * len(texts[c]) for c in chunks) / len(texts)  # the fuser as built
             for layer in branch.fuser.encoder.text_layers:  # residual branches start at zero
                 for linear in (layer.self_attn.out_proj, layer.linear2):
                     linear.weight.zero_()
@@ -358,8 +362,7 @@ def start(trainee: FaceClipTrainee, pipe, config: dict, captions: list[str], tok
                 optimizer.step()
                 schedule.step()
             if (step + 1) % 50 == 0 or step + 1 == steps:
-                with torch.no_grad():
-                    now = sum(float(error(c)) * len(texts[c]) for c in chunks) / len(texts)
+                now = error_on_all()
                 if now < best:
                     best, best_state = now, [p.detach().clone() for p in parameters]
         with torch.no_grad():
