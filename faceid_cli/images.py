@@ -47,7 +47,7 @@ def expand_photos(specs, base: Path | None = None, what: str = "photo entry") ->
         elif path.is_file():
             matches = [path]
         else:
-            raise InvalidArgumentError(f"{what} '{spec}' matches nothing",
+            raise InvalidArgumentError(f"{what} '{spec}' does not exist",
                                        "give a folder, a glob or a file of face photos")
         for match in sorted(matches):
             found.setdefault(match, None)

@@ -428,17 +428,17 @@ def check_one_person(records: list[dict], embeddings: Sequence, analyzer) -> Non
     of them different people (fusing them is allowed: it blends the two)."""
     import numpy as np
 
-    units = np.stack([np.asarray(e, dtype=np.float64) / max(float(np.linalg.norm(e)), 1e-12) for e in embeddings])
-    similarity = units @ units.T
+    from .faces.grouping import least_alike_pair, similarity_matrix
+
+    similarity = similarity_matrix(embeddings)
     np.fill_diagonal(similarity, np.inf)
     for record, row in zip(records, similarity):
         record["lowest_similarity"] = round(float(row.min()), 4)
-    first, second = np.unravel_index(int(np.argmin(similarity)), similarity.shape)
-    if similarity[first, second] < analyzer.same_person_threshold:
+    first, second, lowest = least_alike_pair(similarity, range(len(records)))
+    if lowest < analyzer.same_person_threshold:
         logger.warning("'%s' and '%s' may show different people (similarity %.3f, under the %s backend's "
                        "same-person threshold %.3f); the photos are fused as one person", records[first]["file"],
-                       records[second]["file"], similarity[first, second], analyzer.name,
-                       analyzer.same_person_threshold)
+                       records[second]["file"], lowest, analyzer.name, analyzer.same_person_threshold)
 
 
 def load_identity_encoder(model: str, encoder_path, method: str, dims: tuple[int, ...] | None = None):

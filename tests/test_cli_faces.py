@@ -151,6 +151,72 @@ def test_compare_no_face(faces_dir, tmp_path):
     assert_one_line_error(result, 1, "no face found", str(blank))
 
 
+def test_compare_many_photos_gives_the_matrix_and_groups_people(faces_dir):
+    names = ["obama.jpg", "biden.jpg", "obama2.jpg", "rose_leslie1.jpg", "biden2.jpg", "rose_leslie2.jpg"]
+    result = run_cli("compare", *(faces_dir / name for name in names), "--json")
+    assert result.exit_code == 0, result.stderr
+    document = parse_json(result)
+    assert [face["path"] for face in document["faces"]] == [str(faces_dir / name) for name in names]
+    matrix = document["matrix"]
+    assert len(matrix) == 6 and all(len(row) == 6 for row in matrix)
+    assert all(matrix[i][i] == 1.0 and matrix[i][j] == matrix[j][i] for i in range(6) for j in range(6))
+    assert document["groups"] == [[0, 2], [1, 4], [3, 5]]
+    assert document["failed"] == [] and "similarity" not in document
+    # each entry is what comparing that pair alone says
+    pair = parse_json(run_cli("compare", faces_dir / "biden.jpg", faces_dir / "biden2.jpg", "--json"))
+    assert matrix[1][4] == pytest.approx(pair["similarity"], abs=1e-6)
+    assert pair["matrix"][0][1] == pair["similarity"] and pair["groups"] == [[0, 1]]
+
+
+def test_compare_a_folder_names_every_photo_and_its_person(faces_dir, tmp_path):
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
+        shutil.copy(faces_dir / name, folder / name)
+    result = run_cli("compare", folder, faces_dir / "obama3.jpg")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "2 people in 4 photos" in lines
+    # the folder's photos come sorted: biden.jpg first, so person 1 is Biden alone
+    assert any(line.strip() == f"person 1: {folder / 'biden.jpg'}" for line in lines)
+    person_2 = next(line for line in lines if line.strip().startswith("person 2:"))
+    assert str(folder / "obama.jpg") in person_2 and str(faces_dir / "obama3.jpg") in person_2
+    assert "least alike" in person_2 and "biden" not in person_2
+
+
+def test_compare_goes_on_past_a_bad_photo_and_exits_1(faces_dir, tmp_path):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not a photo")
+    blank = tmp_path / "sky.jpg"
+    Image.new("RGB", (300, 200), (100, 150, 250)).save(blank)
+    result = run_cli("compare", faces_dir / "obama.jpg", fake, faces_dir / "obama2.jpg", blank, "--json")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 2 and str(fake) in errors[0] and "no face found" in errors[1]
+    document = parse_json(result)
+    assert [face["path"] for face in document["faces"]] == [str(faces_dir / "obama.jpg"), str(faces_dir / "obama2.jpg")]
+    assert document["groups"] == [[0, 1]]
+    assert [failure["path"] for failure in document["failed"]] == [str(fake), str(blank)]
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["{obama}"], "two photos or more"),
+        (["{obama}", "{obama}", "{biden}", "--face-index-a", "1"], "--face-index-a/-b"),
+        (["{obama}", "{empty}"], "holds no photo"),
+        (["{obama}", "{empty}/*.jpg"], "holds no photo"),
+    ],
+)
+def test_compare_refuses_what_it_cannot_compare(faces_dir, tmp_path, args, fragment):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(obama=faces_dir / "obama.jpg", biden=faces_dir / "biden.jpg", empty=tmp_path / "empty")
+            for a in args]
+    result = run_cli("compare", *args)
+    assert_one_line_error(result, 2, fragment)
+    assert result.stdout == ""
+
+
 # ---- bad input: every case gives one line, the spec's exit code, no traceback -------------
 
 def _empty(tmp_path):
@@ -191,6 +257,8 @@ def _huge(tmp_path):
 @pytest.mark.parametrize("bad", [_empty, _truncated, _fake, _directory, _missing, _huge])
 def test_bad_images(tmp_path, faces_dir, command, bad):
     path, code, fragment = bad(tmp_path)
+    if command == "compare" and bad is _directory:  # compare reads folders: this one is empty
+        fragment = "holds no photo"
     args = [command, path] if command == "detect" else [command, faces_dir / "obama.jpg", path]
     result = run_cli(*args)
     assert_one_line_error(result, code, fragment, path.name)
@@ -209,7 +277,7 @@ def test_max_pixels_option(faces_dir):
         (["detect", "--frobnicate", "x.jpg"], "No such option"),
         (["detect", "{obama}", "--backend", "deepface"], "deepface"),
         (["detect", "{obama}", "--crop-size", "0"], "--crop-size"),
-        (["compare", "{obama}"], "Missing argument"),
+        (["compare"], "Missing argument"),
         (["compare", "{obama}", "{obama}", "--face-index", "-1"], "--face-index"),
         (["sing"], "No such command"),
     ],

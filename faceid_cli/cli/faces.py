@@ -30,9 +30,6 @@ ImagesArgument = Annotated[
     typer.Argument(exists=True, dir_okay=False, show_default=False, metavar="IMAGE",
                    help="Photos to search (JPEG, PNG, WebP, GIF, BMP, TIFF)."),
 ]
-ImageArgument = Annotated[
-    Path, typer.Argument(exists=True, dir_okay=False, show_default=False)
-]
 
 
 @app.command()
@@ -124,19 +121,28 @@ def _print_detections(results: list[dict]) -> None:
     stdout_console().print(table)
 
 
+ComparePhotosArgument = Annotated[
+    list[str],
+    typer.Argument(show_default=False, metavar="PHOTO...",
+                   help="Two photos or more: files, folders (every image inside) or quoted globs."),
+]
+
+#: more photos than this and the terminal shows the groups only (--json holds the whole matrix)
+MATRIX_ROWS_SHOWN = 12
+
+
 @app.command()
 def compare(
-    image_a: ImageArgument,
-    image_b: ImageArgument,
+    photos: ComparePhotosArgument,
     face_index: Annotated[
         int, typer.Option("--face-index", min=0,
-                          help="Which face to use in both photos, largest first (see detect).")
+                          help="Which face to use in every photo, largest first (see detect).")
     ] = 0,
     face_index_a: Annotated[
-        int | None, typer.Option("--face-index-a", min=0, help="Face to use in IMAGE_A only.")
+        int | None, typer.Option("--face-index-a", min=0, help="Face to use in the first photo only (two photos).")
     ] = None,
     face_index_b: Annotated[
-        int | None, typer.Option("--face-index-b", min=0, help="Face to use in IMAGE_B only.")
+        int | None, typer.Option("--face-index-b", min=0, help="Face to use in the second photo only (two photos).")
     ] = None,
     threshold: Annotated[
         float | None,
@@ -151,32 +157,117 @@ def compare(
     detection_size: DetectionSizeOption = None,
     max_pixels: MaxPixelsOption = None,
 ) -> None:
-    """Say whether two photos show the same person.
+    """Say whether photos show the same person.
 
-    Prints the cosine similarity of the two faces' identity embeddings, the backend's threshold
-    and the verdict. The largest face of each photo is used unless --face-index says otherwise.
-    Exits 0 whatever the verdict; 1 when a photo is unreadable or has no face.
+    Two photos: the cosine similarity of the two faces' identity embeddings, the backend's threshold
+    and the verdict. More (or a folder): the similarity of every pair, and the photos grouped into
+    people (average linkage: groups join while their mean similarity is at or above the threshold),
+    each group with its least alike pair. Use it to check a folder of reference photos before
+    'faceid generate' fuses them. The largest face of each photo is used unless --face-index says
+    otherwise. Exits 0 whatever the verdict; 1 when a photo is unreadable or has no face (the others
+    are still compared).
     """
-    from ..faces import cosine_similarity, load_analyzer
-    from ..images import load_image
+    from ..errors import FaceIndexError, ImageError, InvalidArgumentError, NoFaceError
+    from ..faces import load_analyzer
+    from ..faces.grouping import group_by_person, similarity_matrix
+    from ..images import expand_photos, load_image
 
+    paths: list[Path] = []  # a photo given twice is compared with itself, as asked
+    for spec in photos:
+        found = expand_photos([spec], what="photo")
+        if not found:
+            raise InvalidArgumentError(f"{'folder' if Path(spec).is_dir() else 'glob'} '{spec}' holds no photo",
+                                       "give photos (png, jpg, webp, ...) or a folder holding them")
+        paths += found
+    if len(paths) < 2:
+        raise InvalidArgumentError(f"compare needs two photos or more; '{photos[0]}' is one",
+                                   "give two files, or a folder holding several photos")
+    if len(paths) > 2 and (face_index_a is not None or face_index_b is not None):
+        raise InvalidArgumentError(f"--face-index-a/-b pick faces in a pair; {len(paths)} photos were given",
+                                   "use --face-index for every photo, or compare two photos")
+    indices = [face_index] * len(paths)
+    for position, index in ((0, face_index_a), (1, face_index_b)):
+        if index is not None:
+            indices[position] = index
     analyzer = load_analyzer(backend, analyzer_options(insightface_root, insightface_pack, detection_size))
     if not json_output:
         note(f"face backend: {analyzer.description}")
-    picked = []
-    for path, index in ((image_a, face_index_a), (image_b, face_index_b)):
-        index = face_index if index is None else index
-        face = analyzer.identity(load_image(path, max_pixels=max_pixels), index, str(path))
-        picked.append({"path": str(path), "face_index": index, "bbox": face.to_dict()["bbox"],
-                       "embedding": face.embedding})
-    similarity = cosine_similarity(picked[0].pop("embedding"), picked[1].pop("embedding"))
+    picked, embeddings, failures, errors = [], [], [], []
+    for path, index in progress(list(zip(paths, indices)), "Comparing faces", total=len(paths),
+                                enabled=not json_output and len(paths) > 2):
+        try:
+            face = analyzer.identity(load_image(path, max_pixels=max_pixels), index, str(path))
+        except (ImageError, NoFaceError, FaceIndexError) as exc:  # this photo's fault: the others go on
+            failures.append({"path": str(path), "error": str(exc)})
+            errors.append(exc)
+            continue
+        picked.append({"path": str(path), "face_index": index, "bbox": face.to_dict()["bbox"]})
+        embeddings.append(face.embedding)
     limit = analyzer.same_person_threshold if threshold is None else threshold
-    same = similarity >= limit
-    if json_output:
-        print_json({"similarity": round(similarity, 6), "same_person": bool(same),
-                    "threshold": limit, "backend": analyzer.name, "faces": picked})
-        return
-    verdict = "[bold green]same person[/]" if same else "[bold red]different people[/]"
-    stdout_console().print(
-        f"{verdict}  similarity {similarity:.3f} (threshold {limit:g}, {analyzer.name})"
-    )
+    if len(picked) >= 2:
+        matrix = similarity_matrix(embeddings)
+        groups = group_by_person(matrix, limit)
+        if json_output:
+            document = {"threshold": limit, "backend": analyzer.name, "faces": picked}
+            if len(paths) == 2:
+                document.update(similarity=round(float(matrix[0, 1]), 6), same_person=bool(matrix[0, 1] >= limit))
+            document.update(matrix=[[round(float(v), 6) for v in row] for row in matrix],
+                            groups=groups, failed=failures)
+            print_json(document)
+        elif len(paths) == 2:
+            _print_verdict(float(matrix[0, 1]), limit, analyzer.name)
+        else:
+            _print_comparison(picked, matrix, groups, limit, analyzer.name)
+    if errors:  # each on its line; the last raised, so --debug shows its traceback
+        for error in errors[:-1]:
+            print_error(str(error))
+        raise errors[-1]
+
+
+def _print_verdict(similarity: float, limit: float, backend: str) -> None:
+    verdict = "[bold green]same person[/]" if similarity >= limit else "[bold red]different people[/]"
+    stdout_console().print(f"{verdict}  similarity {similarity:.3f} (threshold {limit:g}, {backend})")
+
+
+def _print_comparison(faces: list[dict], matrix, groups: list[list[int]], limit: float, backend: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..faces.grouping import least_alike_pair
+
+    console = stdout_console()
+    names = [face["path"] for face in faces]
+    if len(faces) <= MATRIX_ROWS_SHOWN:
+        # names in the rows where they fit the terminal; else a numbered list above the matrix
+        inline = 4 + max(map(len, names)) + 2 + 7 * len(faces) <= console.width
+        if not inline:
+            for number, name in enumerate(names, 1):
+                console.print(f"{number:>3}  {escape(name)}")
+        table = Table(box=None, pad_edge=False, title=f"similarity ({backend}; same person at {limit:g} or more)",
+                      title_justify="left")
+        table.add_column("#", justify="right", no_wrap=True)
+        if inline:
+            table.add_column("photo", no_wrap=True)
+        for column in range(len(faces)):
+            table.add_column(str(column + 1), justify="right", no_wrap=True, min_width=5)
+        for row, name in enumerate(names):
+            cells = ["-" if row == column else
+                     (f"[green]{value:.3f}[/]" if value >= limit else f"{value:.3f}")
+                     for column, value in enumerate(matrix[row])]
+            table.add_row(str(row + 1), *([escape(name)] if inline else []), *cells)
+        console.print(table)
+    else:
+        console.print(f"{len(faces)} photos: the similarities are in --json; the groups ({backend}, "
+                      f"same person at {limit:g} or more):")
+    people = "person" if len(groups) == 1 else "people"
+    console.print(f"{len(groups)} {people} in {len(faces)} photos")
+    for number, members in enumerate(groups, 1):
+        listed = ", ".join(escape(names[i]) for i in members)
+        pair = least_alike_pair(matrix, members)
+        if pair is None:
+            least = ""
+        elif len(members) == 2:
+            least = f" (similarity {pair[2]:.3f})"
+        else:
+            least = f" (least alike {escape(names[pair[0]])} and {escape(names[pair[1]])}: {pair[2]:.3f})"
+        console.print(f"  person {number}: {listed}{least}")
