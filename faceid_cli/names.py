@@ -8,6 +8,9 @@ TRAINABLE_METHODS = ("m2", "clip-image", "faceclip")
 #: faceclip's negative branches (``--text-negative``, evaluate's ``--negative-branch``): the
 #: release's (a black face through the encoder, no prefix) or the base's text encoders alone
 FACECLIP_NEGATIVE_BRANCHES = ("release", "text")
+#: where FaceCLIP's face token goes: on the prefix's face word (the release's), or on the subject
+#: that S* stands for, the prompt read as the base reads it (for encoders trained that way)
+FACECLIP_FACE_PLACEMENTS = ("prefix", "subject")
 #: face backends (``--backend``); auto: world for the world's models, else insightface when a pack
 #: is found, else dlib
 FACE_BACKENDS = ("auto", "insightface", "dlib", "world")

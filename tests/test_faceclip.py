@@ -228,6 +228,48 @@ def test_a_configured_prefix_puts_the_face_on_its_word(word_tokenizer, prefix, i
     assert tokens.input_ids[0, position] == word_tokenizer.convert_tokens_to_ids(f"{id_word}</w>")
 
 
+@pytest.mark.parametrize("prompt,position", [("S* as a chef", 2), ("a photo of S* holding an id card", 5),
+                                             ("a person with S* as a chef", 5), ("S*", 2)])
+def test_face_at_subject_puts_the_face_where_s_star_was_and_no_prefix(word_tokenizer, prompt, position):
+    """face_at = "subject": the tower reads the prompt as the base does ("a person" for S*) and the
+    face goes on the word "person" where S* stood, not on another "person" of the prompt."""
+    from faceid_cli.methods.faceclip import faceclip_text
+
+    config = small_config(prefix="a person , ", id_word="person", face_at="subject")
+    text = faceclip_text(prompt, "S*")
+    tokens = tokenize(word_tokenizer, [text, text], [True, False], config)
+    person = word_tokenizer.convert_tokens_to_ids("person</w>")
+    plain = " ".join(prompt.replace("S*", "a person").split())
+    assert tokens.id_positions.tolist() == [position, -1]
+    assert tokens.input_ids[0, position] == person
+    # with and without the face the words are the prompt's own: no prefix
+    for row, end in zip(tokens.input_ids, tokens.eos_positions):
+        assert word_tokenizer.decode(row[1:end]).strip() == plain
+
+
+def test_face_at_is_saved_with_the_encoder(tmp_path):
+    from faceid_cli.encoders import load_encoder
+
+    encoder = FaceClipEncoder(small_config(prefix="a person , ", id_word="person", face_at="subject"))
+    encoder.save_pretrained(tmp_path / "enc")
+    assert load_encoder(tmp_path / "enc").faceclip_config.face_at == "subject"
+    # a checkpoint written before face_at existed reads as the release's placement
+    config = json.loads((tmp_path / "enc" / "config.json").read_text())
+    del config["face_at"]
+    assert FaceClipEncoder.from_config(config).faceclip_config.face_at == "prefix"
+
+
+def test_face_at_subject_falls_back_to_the_prefix_for_a_prompt_without_s_star(word_tokenizer):
+    subject = small_config(prefix="a person , ", id_word="person", face_at="subject")
+    prefix = small_config(prefix="a person , ", id_word="person")
+    for config in (subject, prefix):
+        tokens = tokenize(word_tokenizer, ["a person as a chef"], [True], config)
+        assert tokens.id_positions.tolist() == [2]
+        assert word_tokenizer.decode(tokens.input_ids[0, 1:tokens.eos_positions[0]]).startswith("a person , a person")
+    with pytest.raises(ValueError, match="face_at"):
+        small_config(face_at="middle")
+
+
 # ---- the release's files ---------------------------------------------------------------------------
 def _release_folder(tmp_path, encoder: FaceClipEncoder, unet_state: dict | None):
     folder = tmp_path / "FaceCLIP"

@@ -77,7 +77,8 @@ def test_open_tables_merge_the_file_and_each_set_and_their_reader_checks_their_k
                                            "id_word": "person"}
     for assignment, fragment in (("model.faceclip.prefx=1", "'model.faceclip.prefx'"),
                                  ("model.faceclip.fuser.lyers=1", "'model.faceclip.fuser.lyers'"),
-                                 ('model.faceclip.prefix="no face here"', "no word 'id'")):
+                                 ('model.faceclip.prefix="no face here"', "no word 'id'"),
+                                 ('model.faceclip.face_at="middle"', "prefix, subject")):
         assert_one_line_error(run_cli("train", path, "--print-config", "--set", assignment), 2, fragment)
 
 

@@ -28,12 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..names import FACECLIP_FACE_PLACEMENTS
 from .base import IdentityEncoder
 from .face_vit import FaceViT, FaceViTConfig
 
 #: the release's prompt prefix; the face token replaces the input embedding of its "id" word
 RELEASE_PREFIX = "Photo of a id person. "
 RELEASE_ID_WORD = "id"
+#: where the person goes in the texts :meth:`FaceClipEncoder.condition` reads (the FaceCLIP method
+#: puts it where the prompt's S* was); :func:`tokenize` turns it into words
+FACE_MARK = "\x00face\x00"
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,17 @@ class FaceClipConfig:
     context_length: int = 77
     prefix: str = RELEASE_PREFIX
     id_word: str = RELEASE_ID_WORD
+    #: "prefix": the face token on the prefix's face word (the release's); "subject": on the face
+    #: word of "a <id_word>" written where S* stood, no prefix (a prompt without S* gets the prefix)
+    face_at: str = "prefix"
     #: side of the aligned crop faceid hands the encoder (the release's assets are 448 px); it is
     #: resized to the face ViT's 112 inside, bilinearly, as the release does
     crop_size: int = 448
     branch_names: tuple[str, ...] = field(default=("face_clip_l", "face_clip_g"))
 
     def __post_init__(self):
+        if self.face_at not in FACECLIP_FACE_PLACEMENTS:
+            raise ValueError(f"face_at {self.face_at!r}: use one of {', '.join(FACECLIP_FACE_PLACEMENTS)}")
         # one branch per text tower of the base (SD: one, SDXL: two); the release names them l and g
         if len(self.branch_names) < len(self.towers):
             raise ValueError(f"{len(self.towers)} text towers but branch names {list(self.branch_names)}")
@@ -426,25 +435,47 @@ def prefix_before_id(config: FaceClipConfig) -> str | None:
     return padded.split(f" {config.id_word} ")[0].strip()
 
 
+def face_text(text: str, face: bool, config: FaceClipConfig) -> tuple[str, str | None]:
+    """What the tower reads for ``text`` (:data:`FACE_MARK` where the person goes), and the words
+    before the face word (None: no face word). Without a face: the person is a neutral subject, no
+    prefix (the release's negative branch). With one: the prefix before the text and the face on
+    its face word, or, with ``face_at = "subject"``, the face on the word of ``a <id_word>`` where
+    the mark stands (its first place)."""
+    from ..conditioning import NEUTRAL_SUBJECT
+
+    if not face:
+        return text.replace(FACE_MARK, NEUTRAL_SUBJECT), None
+    if config.face_at == "subject" and FACE_MARK in text:
+        before, after = text.split(FACE_MARK, 1)
+        subject = f"a {config.id_word}"
+        before_face = f"{before} a"
+        return f"{before}{subject}{after.replace(FACE_MARK, NEUTRAL_SUBJECT)}", before_face
+    return config.prefix + text.replace(FACE_MARK, NEUTRAL_SUBJECT), prefix_before_id(config)
+
+
 def tokenize(tokenizer, texts: list[str], has_face: list[bool], config: FaceClipConfig) -> FaceClipTokens:
     """open_clip's tokenisation with a transformers CLIP vocabulary: ``<sot> ids <eot>``, cut to
     the context length with the last token forced to ``<eot>``, padded with id 0 (open_clip's pad,
-    not the HF tokenizer's). Rows with a face get the prefix; its "id" word's position is found by
-    tokenising the prefix up to that word, so a user's own "id" later in the prompt is never touched.
+    not the HF tokenizer's). Rows with a face get the face word (:func:`face_text`); its position is
+    found by tokenising the words before it, so a user's own "id" elsewhere is never touched (CLIP's
+    BPE splits words first, so those tokens begin the whole text's).
     """
     bos, eos, length = tokenizer.bos_token_id, tokenizer.eos_token_id, config.context_length
-    before_id = prefix_before_id(config)
-    id_offset = 1 + len(tokenizer(before_id, add_special_tokens=False).input_ids) if before_id is not None else -1
     rows, ids_positions, eos_positions, truncated = [], [], [], False
+
+    def words(text: str) -> list[int]:
+        return tokenizer(" ".join(text.split()), add_special_tokens=False, verbose=False).input_ids
+
     for text, face in zip(texts, has_face):
-        full = (config.prefix + text) if face else text
-        ids = [bos] + tokenizer(" ".join(full.split()), add_special_tokens=False, verbose=False).input_ids + [eos]
+        full, before_face = face_text(text, face, config)
+        ids = [bos] + words(full) + [eos]
         if len(ids) > length:
             ids, truncated = ids[:length], True
             ids[-1] = eos
         eos_positions.append(len(ids) - 1)
         rows.append(ids + [0] * (length - len(ids)))
-        ids_positions.append(id_offset if face and id_offset < len(ids) - 1 else -1)
+        id_position = 1 + len(words(before_face)) if before_face is not None else -1
+        ids_positions.append(id_position if id_position < len(ids) - 1 else -1)
     return FaceClipTokens(torch.tensor(rows), torch.tensor(ids_positions), torch.tensor(eos_positions), truncated)
 
 

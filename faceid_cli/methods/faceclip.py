@@ -3,8 +3,9 @@
 An identity stores face features, not words: each branch's identity vector and 12×12 patch tokens
 (photos of one person are averaged). Every prompt is encoded with them: ``S*`` becomes
 :data:`~faceid_cli.conditioning.NEUTRAL_SUBJECT` and the release's prefix
-``"Photo of a id person. "`` goes in front, its "id" token carrying the face. The negative branch
-is the release's (black face, no prefix) unless a plain text negative is asked for.
+``"Photo of a id person. "`` goes in front, its "id" token carrying the face (an encoder trained
+with ``face_at = "subject"`` carries it on the subject word where ``S*`` was, with no prefix). The
+negative branch is the release's (black face, no prefix) unless a plain text negative is asked for.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from pathlib import Path
 
 import torch
 
-from ..conditioning import NEUTRAL_SUBJECT, PromptEmbeds, replace_identity
+from ..conditioning import PromptEmbeds, replace_identity
 from ..errors import MissingModelError
 from ..names import FACECLIP_NEGATIVE_BRANCHES, FACECLIP_RELEASE
 from .base import Method
 
 
 def faceclip_text(prompt: str, token: str) -> str:
-    """What FaceCLIP reads after its prefix: the prompt with ``S*`` as a neutral subject."""
-    return replace_identity(prompt, token, NEUTRAL_SUBJECT)
+    """The prompt as FaceCLIP's encoder takes it: ``S*`` marked as where the person goes (the
+    encoder's tokenizer makes it a neutral subject, or the face word when the face goes there)."""
+    from ..encoders.faceclip import FACE_MARK
+
+    return replace_identity(prompt, token, FACE_MARK)
 
 
 def faceclip_tokenizer(pipe):

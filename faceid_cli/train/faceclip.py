@@ -111,6 +111,7 @@ def check_faceclip_keys(sizes: dict) -> None:
 
     from ..encoders.face_vit import FaceViTConfig
     from ..encoders.faceclip import FaceClipConfig, FuserConfig, prefix_before_id
+    from ..names import FACECLIP_FACE_PLACEMENTS
 
     tables = {"": (FaceClipConfig, {"towers", "vocab_size", "context_length"}), "fuser": (FuserConfig, set()),
               "face": (FaceViTConfig, set())}
@@ -121,6 +122,9 @@ def check_faceclip_keys(sizes: dict) -> None:
             if key not in known:
                 name = ".".join(filter(None, ("model.faceclip", where, key)))
                 raise InvalidArgumentError(f"unknown config key '{name}'", f"known keys here: {', '.join(sorted(known))}")
+    if sizes.get("face_at", "prefix") not in FACECLIP_FACE_PLACEMENTS:
+        raise InvalidArgumentError(f"model.faceclip.face_at is {sizes['face_at']!r}",
+                                   f"use one of: {', '.join(FACECLIP_FACE_PLACEMENTS)}")
     config = FaceClipConfig(**{k: v for k, v in sizes.items() if k in ("prefix", "id_word")})
     if prefix_before_id(config) is None:
         raise InvalidArgumentError(f"model.faceclip.prefix {config.prefix!r} has no word {config.id_word!r} "
