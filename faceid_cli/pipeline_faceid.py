@@ -437,7 +437,8 @@ def check_one_person(records: list[dict], embeddings: Sequence, analyzer) -> Non
     first, second, lowest = least_alike_pair(similarity, range(len(records)))
     if lowest < analyzer.same_person_threshold:
         logger.warning("'%s' and '%s' may show different people (similarity %.3f, under the %s backend's "
-                       "same-person threshold %.3f); the photos are fused as one person", records[first]["file"],
+                       "same-person threshold %.3f); the photos are fused as one person ('faceid compare' on them "
+                       "groups them by person)", records[first]["file"],
                        records[second]["file"], lowest, analyzer.name, analyzer.same_person_threshold)
 
 
