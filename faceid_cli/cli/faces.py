@@ -180,7 +180,7 @@ def compare(
                                        "give photos (png, jpg, webp, ...) or a folder holding them")
         paths += found
     if len(paths) < 2:
-        raise InvalidArgumentError(f"compare needs two photos or more; '{photos[0]}' is one",
+        raise InvalidArgumentError(f"compare needs two photos or more, and '{photos[0]}' gives one",
                                    "give two files, or a folder holding several photos")
     if len(paths) > 2 and (face_index_a is not None or face_index_b is not None):
         raise InvalidArgumentError(f"--face-index-a/-b pick faces in a pair; {len(paths)} photos were given",
