@@ -163,6 +163,17 @@ def test_a_missing_encoder_fails_before_anything_is_generated(tmp_path, faces_di
     assert not (tmp_path / "out").exists()
 
 
+def test_when_every_job_fails_the_error_says_why(tmp_path, faces_dir, tiny_clip, prompts_file):
+    """A folder that holds no encoder passes the up-front check (it exists) and fails each job:
+    the one line names the count and the first job's reason, not "see the errors above"."""
+    (tmp_path / "not-an-encoder").mkdir()
+    result = run_cli("evaluate", "--faces", faces_dir / "obama.jpg", "--prompts", prompts_file, "--clip", tiny_clip,
+                     "--encoder", tmp_path / "not-an-encoder", "-o", tmp_path / "out", *ARGS)
+    line = assert_one_line_error(result, 1, "no image was generated", "jobs failed, the first with",
+                                 "not-an-encoder", "config.json and model.safetensors")
+    assert "above" not in line
+
+
 @pytest.mark.parametrize("broken,fragment", [
     ("empty.jpg", "empty.jpg"),
     ("blank.png", "no face found in"),

@@ -157,6 +157,13 @@ def test_a_tiny_run_writes_checkpoints_generate_loads_and_leaves_the_base_frozen
         with Image.open(parse_json(done)["images"][0]) as image:
             images[label] = np.asarray(image).astype(int)
     assert np.abs(images["trained"] - images["random"]).mean() > 0.5
+    # --encoder takes the run's folder (its final encoder) and a checkpoint folder (its encoder)
+    for label, given in (("run", out), ("checkpoint", out / "checkpoints" / "step-0000004")):
+        done = run_cli("generate", faces_dir / "obama.jpg", "S* as a chef", "--steps", "2", "--seed", "1", "--json",
+                       "-o", tmp_path / label, "--encoder", given)
+        assert done.exit_code == 0, done.stderr
+        with Image.open(parse_json(done)["images"][0]) as image:
+            assert np.array_equal(np.asarray(image).astype(int), images["trained"])
 
 
 @pytest.mark.parametrize("native", [False, True])

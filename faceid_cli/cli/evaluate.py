@@ -141,7 +141,8 @@ def evaluate(
     if result.failed:
         from ._common import print_error
 
-        print_error(f"{len(result.failed)} generation jobs failed; see {out / 'images'}")
+        print_error(f"{len(result.failed)} generation jobs failed (the first: {next(iter(result.failed.values()))}); "
+                    f"see {out / 'images'}")
         raise typer.Exit(1)
 
 

@@ -303,7 +303,10 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
     if not records:
         from ..errors import FaceIDError
 
-        raise FaceIDError(f"no image was generated in '{images_dir}'", "see the errors above; fix them and re-run")
+        failed = result.failed
+        first = f": {len(failed)} jobs failed, the first with: {next(iter(failed.values()))}" if failed else ""
+        raise FaceIDError(f"no image was generated in '{images_dir}'{first}",
+                          f"fix it and re-run ({manifest_path.name} there holds every job's error)")
     result.rows = score_records(images_dir, records, meaning, backend=backend, options=options, clip=clip,
                                 neutral=neutral, encode_seconds=_load_encode_seconds(images_dir), note=note,
                                 context_check=is_world(model), allow_download=allow_download, analyzer=analyzer,

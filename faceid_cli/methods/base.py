@@ -52,11 +52,14 @@ class Method:
         raise NotImplementedError
 
     def locate_encoder(self, source) -> Path:
-        """Where the checkpoint ``source`` (as the user gave it) is; the one-line error if nowhere."""
+        """Where the checkpoint ``source`` (as the user gave it) is: an encoder folder or file, or a
+        training run's folder or checkpoint (its encoder); the one-line error if nowhere."""
+        from ..train.layout import trained_encoder
+
         path = Path(source)
         if not path.exists():
             raise MissingModelError(f"encoder checkpoint '{source}' not found", "check the --encoder path")
-        return path
+        return trained_encoder(path)
 
     def load_encoder(self, path):
         from ..encoders import load_encoder

@@ -36,10 +36,9 @@ from ..names import GENERATION_DEFAULTS
 from .config import dumps_toml
 from .loss_weights import face_loss_weights, weighted_mse
 
-CHECKPOINTS = "checkpoints"
-COMPLETE = "complete.json"
+from .layout import CHECKPOINTS, COMPLETE, ENCODER_DIR, checkpoint_dirs  # noqa: F401  (the run's layout)
+
 METRICS = "metrics.jsonl"
-ENCODER_DIR = "encoder"
 
 
 @dataclass
@@ -242,15 +241,6 @@ def diffusion_target(scheduler, latents, noise, timesteps):
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
-def checkpoint_dirs(out: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = out / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / COMPLETE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
 def resolve_resume(out: Path, resume: str | None) -> Path | None:
     if not resume:
         return None
