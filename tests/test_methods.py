@@ -84,3 +84,13 @@ def test_evaluate_pairs_each_checkpoint_with_the_method_of_its_kind(tmp_path):
     assert [(v.label, v.negative) for v in branches] == [
         ("m2", None), ("faceclip@release-negative", "release"), ("faceclip@text-negative", "text")]
     assert [v.negative for v in variants_from(["faceclip"], [str(faceclip)], negatives=["text"])] == ["text"]
+    # a run's folder, or one of its checkpoints, is told by the encoder inside it
+    for folder in (m2, faceclip):
+        (folder / "model.safetensors").write_bytes(b"")
+    step = tmp_path / "runs" / "faceclip" / "checkpoints" / "step-0000002"
+    (step / "encoder").mkdir(parents=True)
+    (step / "complete.json").write_text("{}")
+    (step / "encoder" / "model.safetensors").write_bytes(b"")
+    (step / "encoder" / "config.json").write_text(json.dumps({"encoder_type": "faceclip"}))
+    runs = [str(tmp_path / "runs" / "m2"), str(step)]
+    assert variants_from(["m2", "faceclip"], runs) == [Variant("m2", "m2", runs[0]), Variant("faceclip", "faceclip", runs[1])]

@@ -647,3 +647,22 @@ def test_every_n_steps_events_happen_each_n_and_at_the_end_and_0_means_the_end_o
     assert [step for step in range(1, 11) if _due(step, 4, 10)] == [4, 8, 10]
     assert [step for step in range(1, 11) if _due(step, 0, 10)] == [10]
     assert [step for step in range(1, 11) if _due(step, 1, 10)] == list(range(1, 11))
+
+
+def test_a_run_folder_leads_to_its_final_encoder_or_its_newest_complete_checkpoint(tmp_path):
+    from faceid_cli.train.layout import trained_encoder
+
+    run = tmp_path / "run"
+    for step, complete in ((2, True), (4, True), (6, False)):  # step 6: cut short by a kill
+        encoder = run / "checkpoints" / f"step-{step:07d}" / "encoder"
+        encoder.mkdir(parents=True)
+        (encoder / "model.safetensors").write_bytes(b"")
+        if complete:
+            (encoder.parent / "complete.json").write_text("{}")
+    assert trained_encoder(run) == run / "checkpoints" / "step-0000004" / "encoder"
+    assert trained_encoder(run / "checkpoints" / "step-0000002") == run / "checkpoints" / "step-0000002" / "encoder"
+    (run / "encoder").mkdir()
+    (run / "encoder" / "model.safetensors").write_bytes(b"")
+    assert trained_encoder(run) == run / "encoder"  # the run has ended: its final encoder
+    for itself in (run / "encoder", tmp_path / "w.safetensors", tmp_path / "empty"):
+        assert trained_encoder(itself) == itself

@@ -139,8 +139,9 @@ def encoder_type_of(path: str) -> str | None:
     """The method a checkpoint is for, read from its config (None when it cannot be told)."""
     from ..encoders.base import PICKLE_SUFFIXES
     from ..names import FACECLIP_RELEASE
+    from ..train.layout import trained_encoder
 
-    location = Path(path)
+    location = trained_encoder(Path(path))
     if location.suffix in PICKLE_SUFFIXES or (location / FACECLIP_RELEASE["encoder"]).is_file():
         return "faceclip"
     config = location / "config.json" if location.is_dir() else location.with_name("config.json")
