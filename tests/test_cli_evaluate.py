@@ -163,6 +163,65 @@ def test_a_missing_encoder_fails_before_anything_is_generated(tmp_path, faces_di
     assert not (tmp_path / "out").exists()
 
 
+def test_identity_photos_score_each_image_against_further_photos_of_its_person(tmp_path, faces_dir, tiny_clip):
+    """--identity-photos: the cosine of each image's face with the mean unit embedding of the
+    person's other photos, beside the face similarity to the reference (real photos stand in for
+    generated images, so every one has a face)."""
+    from faceid_cli.evaluate.run import identity_targets, score_records
+    from faceid_cli.faces import load_analyzer
+    from faceid_cli.images import load_image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("obama2.jpg", "biden2.jpg"):
+        (images / name).write_bytes((faces_dir / name).read_bytes())
+    others = tmp_path / "others"
+    for person, photos in (("obama", ("obama3.jpg", "obama_small.jpg")), ("biden", ("two_people.jpg",))):
+        (others / person).mkdir(parents=True)
+        for photo in photos:
+            (others / person / photo).write_bytes((faces_dir / photo).read_bytes())
+    analyzer = load_analyzer("dlib")
+    references = [str(faces_dir / "obama.jpg"), str(faces_dir / "biden.jpg")]
+    meaning = {f"j{i}": {"variant": "m2", "method": "m2", "encoder": None, "face": ref, "prompt": "S* as a chef"}
+               for i, ref in enumerate(references)}
+    records = [{"job": "j0", "seed": 0, "files": ["obama2.jpg"]}, {"job": "j1", "seed": 0, "files": ["biden2.jpg"]}]
+    targets = identity_targets(others, references, analyzer)
+    rows = score_records(images, records, meaning, backend="dlib", options=None, clip=str(tiny_clip), neutral="a person",
+                         encode_seconds={}, note=lambda m: None, analyzer=analyzer, identity_targets=targets)
+
+    def unit(path):
+        embedding = analyzer.identity(load_image(path)).embedding
+        return embedding / np.linalg.norm(embedding)
+
+    for row, generated, photos in ((rows[0], "obama2.jpg", ("obama3.jpg", "obama_small.jpg")),
+                                   (rows[1], "biden2.jpg", ("two_people.jpg",))):
+        centre = np.mean([unit(faces_dir / p) for p in photos], axis=0)
+        expected = float(unit(faces_dir / generated) @ (centre / np.linalg.norm(centre)))
+        assert row["identity_similarity"] == pytest.approx(expected, abs=1e-6)
+        assert row["identity_similarity"] > 0.9 and row["identity_similarity"] != row["face_similarity"]
+    # Obama's image against Biden's further photos: the column follows the reference's person
+    assert float(unit(faces_dir / "obama2.jpg") @ targets[references[1]]) < 0.9
+
+
+def test_identity_photos_need_a_folder_for_every_person_before_anything_is_generated(tmp_path, faces_dir, tiny_clip,
+                                                                                    prompts_file):
+    others = tmp_path / "others" / "obama"
+    others.mkdir(parents=True)
+    (others / "obama3.jpg").write_bytes((faces_dir / "obama3.jpg").read_bytes())
+    common = ("--faces", _faces(faces_dir, tmp_path), "--prompts", prompts_file, "--clip", tiny_clip, *ARGS)
+    result = run_cli("evaluate", *common, "--identity-photos", tmp_path / "others", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "--identity-photos", "1 of the people", str(tmp_path / "others" / "biden"))
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "others" / "biden").mkdir()
+    (tmp_path / "others" / "biden" / "biden2.jpg").write_bytes((faces_dir / "biden2.jpg").read_bytes())
+    result = run_cli("evaluate", *common, "--identity-photos", tmp_path / "others", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    table = next(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert "identity_similarity" in table
+    scores = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").read_text().splitlines()]
+    assert len(scores) == 8 and all("identity_similarity" in s for s in scores)
+
+
 def test_when_every_job_fails_the_error_says_why(tmp_path, faces_dir, tiny_clip, prompts_file):
     """A folder that holds no encoder passes the up-front check (it exists) and fails each job:
     the one line names the count and the first job's reason, not "see the errors above"."""

@@ -44,6 +44,12 @@ def evaluate(
                                                "its photos are fused into one identity, as 'faceid encode' fuses "
                                                "several photos, and scored against them all (a folder of folders: "
                                                "a person per folder).")] = False,
+    identity_photos: Annotated[Path | None, typer.Option(
+        "--identity-photos", exists=True, file_okay=False, metavar="DIR",
+        help="Further photos of each person, never given to the encoder: DIR/NAME/ for the reference "
+        "NAME (a photo's name without its ending, or a fused folder's name). Adds a column: the face "
+        "similarity to the mean of their unit embeddings, which compares one reference photo with "
+        "several fairly.")] = None,
     images: Annotated[Path | None, typer.Option("--images", exists=True, file_okay=False,
                                                 help="Score images already made by generate or batch (their "
                                                 "metadata gives prompts, seeds and references) instead of "
@@ -116,7 +122,7 @@ def evaluate(
         result = run_on_images(out, images, backend=backend, clip=clip, neutral=neutral, seed=seed,
                                allow_download=allow_download, max_pixels=max_pixels,
                                analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size),
-                               on_note=note if human else None)
+                               on_note=note if human else None, identity_photos=identity_photos)
         _show(result, out, json_output, "images in " + str(images))
         return
     people = references_from([str(entry) for entry in faces], fuse_folders=fuse_folders)
@@ -136,7 +142,8 @@ def evaluate(
             guidance=guidance, backend=backend,
             analyzer_options=analyzer_options(insightface_root, insightface_pack, detection_size, model),
             clip=clip, neutral=neutral, shard=parse_shard(shard), batch_size=batch_size, device=device, dtype=dtype,
-            allow_download=allow_download, max_pixels=max_pixels, on_step=advance, on_note=note if human else None)
+            allow_download=allow_download, max_pixels=max_pixels, on_step=advance, on_note=note if human else None,
+            identity_photos=identity_photos)
     _show(result, out, json_output, f"{model}, {len(people)} faces x {len(prompt_list)} prompts x {num_images} images")
     if result.failed:
         from ._common import print_error

@@ -27,14 +27,22 @@ def reference_embedding(analyzer, image, face_index: int = 0, source: str = "ref
     return analyzer.embed(image, face)
 
 
-def face_similarity(analyzer, image, reference: np.ndarray) -> float | None:
-    """Cosine between ``reference`` and the largest face of ``image``; None if it has no face."""
+def largest_face_embedding(analyzer, image) -> np.ndarray | None:
+    """The identity embedding of the largest face of ``image``; None if it has no face."""
+    faces = analyzer.detect(image)
+    return analyzer.embed(image, faces[0]) if faces else None
+
+
+def similarity_to(embedding: np.ndarray | None, reference: np.ndarray) -> float | None:
+    """Cosine between an image's face ``embedding`` and ``reference``; None where it had no face."""
     from ..faces.face import cosine_similarity
 
-    faces = analyzer.detect(image)
-    if not faces:
-        return None
-    return float(cosine_similarity(analyzer.embed(image, faces[0]), reference))
+    return None if embedding is None else float(cosine_similarity(embedding, reference))
+
+
+def face_similarity(analyzer, image, reference: np.ndarray) -> float | None:
+    """Cosine between ``reference`` and the largest face of ``image``; None if it has no face."""
+    return similarity_to(largest_face_embedding(analyzer, image), reference)
 
 
 def text_alignment(scorer, images: Sequence, prompts: Sequence[str], token: str = DEFAULT_IDENTITY_TOKEN,
@@ -61,13 +69,16 @@ def bootstrap_mean(values: Sequence[float], confidence: float = 0.95, resamples:
 
 #: the world's context figures (:mod:`.world_check`), summarised where images carry them
 CONTEXT_FIGURES = ("context", "context_copied")
+#: figures only some evaluations take, summarised where images carry them: face similarity to
+#: further photos of the person (``--identity-photos``), and the world's context figures
+OPTIONAL_FIGURES = ("identity_similarity", *CONTEXT_FIGURES)
 
 
 def summarise(rows: Sequence[dict], key: str, seed: int = 0) -> list[dict]:
     """Per value of ``rows[i][key]`` (a method, checkpoint, prompt or identity): text alignment,
     face similarity over images with a face, the same counting a faceless image as 0 (the strict
-    figure), the no-face rate, the mean encode time and, on the world, the context figures; each mean
-    with its 95% interval."""
+    figure), the no-face rate, the mean encode time and, where taken, the face similarity to further
+    photos of the person and the world's context figures; each mean with its 95% interval."""
     groups: dict = {}
     for row in rows:
         groups.setdefault(row[key], []).append(row)
@@ -82,7 +93,7 @@ def summarise(rows: Sequence[dict], key: str, seed: int = 0) -> list[dict]:
                              ("face_similarity_strict", [0.0 if s is None else s for s in similarities])):
             mean, low, high = bootstrap_mean([v for v in values if v is not None], seed=seed)
             entry[name] = {"mean": mean, "low": low, "high": high}
-        for name in CONTEXT_FIGURES:  # the world's ground-truth check, where it was taken
+        for name in OPTIONAL_FIGURES:  # where it was taken
             values = [r[name] for r in members if r.get(name) is not None]
             if any(name in r for r in members):
                 mean, low, high = bootstrap_mean(values, seed=seed)

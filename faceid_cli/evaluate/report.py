@@ -27,15 +27,22 @@ def json_safe(value):
     return value
 
 
-def _has_context(summary: Sequence[dict]) -> bool:
-    return any("context" in entry for entry in summary)
+#: the table's heading of each optional figure (:data:`.metrics.OPTIONAL_FIGURES`)
+OPTIONAL_HEADINGS = {"identity_similarity": "other photos sim.", "context": "context shown",
+                     "context_copied": "reference copied"}
+
+
+def _optional(summary: Sequence[dict]) -> list[str]:
+    """The optional figures this summary holds (--identity-photos; the world's context check)."""
+    from .metrics import OPTIONAL_FIGURES
+
+    return [name for name in OPTIONAL_FIGURES if any(name in entry for entry in summary)]
 
 
 def table_header(summary: Sequence[dict]) -> list[str]:
-    """The columns of :func:`table_rows` (the world adds its context check)."""
+    """The columns of :func:`table_rows` (--identity-photos and the world's context check add theirs)."""
     header = ["", "text alignment", "face similarity", "face sim. (no face = 0)", "no face", "encode", "images"]
-    if _has_context(summary):
-        header[-1:-1] = ["context shown", "reference copied"]
+    header[-1:-1] = [OPTIONAL_HEADINGS[name] for name in _optional(summary)]
     return header
 
 
@@ -49,15 +56,14 @@ def table_rows(summary: Sequence[dict], key: str) -> list[list[str]]:
             return "-"
         return f"{figure['mean']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
 
-    context = _has_context(summary)
+    optional = _optional(summary)
     rows = []
     for entry in summary:
         seconds = entry.get("encode_seconds")
         row = [str(entry[key]), interval(entry["text_alignment"]), interval(entry["face_similarity"]),
                interval(entry["face_similarity_strict"]), f"{entry['no_face_rate']:.3f}",
                "-" if seconds is None else f"{seconds:.3f} s"]
-        if context:
-            row += [interval(entry.get("context")), interval(entry.get("context_copied"))]
+        row += [interval(entry.get(name)) for name in optional]
         rows.append(row + [str(entry["images"])])
     return rows
 
@@ -65,12 +71,12 @@ def table_rows(summary: Sequence[dict], key: str) -> list[list[str]]:
 def csv_text(summary: Sequence[dict], key: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    context = _has_context(summary)
+    optional = _optional(summary)
     writer.writerow([key, "images", "text_alignment", "text_alignment_low", "text_alignment_high", "face_similarity",
                      "face_similarity_low", "face_similarity_high", "face_similarity_strict", "no_face_rate",
-                     "encode_seconds", *(["context", "context_copied"] if context else [])])
+                     "encode_seconds", *optional])
     for entry in summary:
-        extra = [(entry.get(name) or {}).get("mean") for name in ("context", "context_copied")] if context else []
+        extra = [(entry.get(name) or {}).get("mean") for name in optional]
         writer.writerow([entry[key], entry["images"], *(entry["text_alignment"][k] for k in ("mean", "low", "high")),
                          *(entry["face_similarity"][k] for k in ("mean", "low", "high")),
                          entry["face_similarity_strict"]["mean"], entry["no_face_rate"], entry["encode_seconds"], *extra])

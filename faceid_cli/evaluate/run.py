@@ -229,9 +229,10 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
                    backend: str = "auto", analyzer_options=None, clip: str | None = None, neutral: str = "a person",
                    shard: tuple[int, int] = (0, 1), batch_size: int = 4, device: str = "auto", dtype: str = "auto",
                    allow_download: bool = False, max_pixels: int | None = None, on_step=None,
-                   on_note=None) -> EvaluationResult:
+                   on_note=None, identity_photos: Path | None = None) -> EvaluationResult:
     """Generate what is missing, then (unless sharded) score every image and write the reports.
-    ``faces``: photo paths (a person each) or :class:`Reference` objects (several photos fused)."""
+    ``faces``: photo paths (a person each) or :class:`Reference` objects (several photos fused).
+    ``identity_photos``: a folder of further photos per person (:func:`identity_targets`)."""
     from ..batch import BatchRunner, Manifest, manifest_name, plan, prepare_resume
     from ..contact_sheet import mosaic
     from ..faces.analyzer import AnalyzerOptions
@@ -260,6 +261,8 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
     options = AnalyzerOptions.for_model(analyzer_options, model)
     faces = [Reference.of(face) for face in faces]
     analyzer, references = check_references(faces, backend, options, max_pixels)
+    targets = (identity_targets(identity_photos, [face.name for face in faces], analyzer, max_pixels)
+               if identity_photos is not None else None)
     settings = {"model": model, "steps": steps, "guidance": guidance}
     jobs, meaning = evaluation_jobs(faces, prompts, variants, num_images=num_images, seed=seed, settings=settings)
     mine, items = plan(shard_jobs(jobs, *shard))
@@ -311,7 +314,7 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
     result.rows = score_records(images_dir, records, meaning, backend=backend, options=options, clip=clip,
                                 neutral=neutral, encode_seconds=_load_encode_seconds(images_dir), note=note,
                                 context_check=is_world(model), allow_download=allow_download, analyzer=analyzer,
-                                known_references=references)
+                                known_references=references, identity_targets=targets)
     result.summaries = {
         "variant": _summaries(result.rows, "variant", seed),
         "variant_prompt": _summaries(result.rows, ("variant", "prompt"), seed),
@@ -404,8 +407,9 @@ def images_rows(folder: Path) -> tuple[list[dict], str]:
 
 def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_options=None, clip: str | None = None,
                   neutral: str = "a person", seed: int = 0, allow_download: bool = False,
-                  max_pixels: int | None = None, on_note=None) -> EvaluationResult:
+                  max_pixels: int | None = None, on_note=None, identity_photos: Path | None = None) -> EvaluationResult:
     """Score images a user already made (``generate`` or ``batch`` output) and write the reports."""
+    from ..faces import load_analyzer
     from ..faces.analyzer import AnalyzerOptions
 
     note = on_note or (lambda message: None)
@@ -419,9 +423,13 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
         meaning[key] = {k: row[k] for k in ("variant", "method", "encoder", "identity_start", "negative", "face",
                                             "photos", "prompt")}
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
+    analyzer = load_analyzer(backend, options)
+    targets = (identity_targets(identity_photos, sorted({row["face"] for row in rows}), analyzer, max_pixels)
+               if identity_photos is not None else None)
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
                            neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model),
-                           allow_download=allow_download, max_pixels=max_pixels)
+                           allow_download=allow_download, max_pixels=max_pixels, analyzer=analyzer,
+                           identity_targets=targets)
     result = EvaluationResult(rows=scored, summaries={
         "variant": _summaries(scored, "variant", seed),
         "variant_prompt": _summaries(scored, ("variant", "prompt"), seed),
@@ -464,6 +472,29 @@ def read_reference(analyzer, photos, max_pixels: int | None = None) -> tuple[lis
     return images, mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
+def identity_targets(folder, names: list[str], analyzer, max_pixels: int | None = None) -> dict[str, object]:
+    """``--identity-photos``: by reference name, the mean unit embedding of further photos of that
+    person, from ``folder/<person>/`` (the reference photo's stem, or its folder's name). Every
+    person needs photos there; a photo without a face fails, naming it."""
+    from ..images import expand_photos
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidArgumentError(f"--identity-photos '{folder}' is not a folder",
+                                   "give a folder holding a folder of photos per person")
+    keys = {name: Path(name).name if Path(name).is_dir() else Path(name).stem for name in names}
+    missing = sorted({key for key in keys.values() if not (folder / key).is_dir()
+                      or not expand_photos([str(folder / key)], what="--identity-photos folder")})
+    if missing:
+        shown = ", ".join(f"'{folder / key}'" for key in missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise InvalidArgumentError(f"--identity-photos has no photos of {len(missing)} of the people: {shown}",
+                                   "put further photos of each person in a folder named as their reference "
+                                   "(the photo's name without its ending, or its folder's name)")
+    by_key = {key: read_reference(analyzer, expand_photos([str(folder / key)]), max_pixels)[1]
+              for key in sorted(set(keys.values()))}
+    return {name: by_key[key] for name, key in keys.items()}
+
+
 def is_world(model: str) -> bool:
     from ..names import WORLD_MODELS
 
@@ -480,15 +511,16 @@ def default_clip(model: str) -> str:
 def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict], *, backend: str, options,
                   clip: str, neutral: str, encode_seconds: dict, note, context_check: bool = False,
                   allow_download: bool = False, analyzer=None, known_references: dict | None = None,
-                  max_pixels: int | None = None) -> list[dict]:
+                  max_pixels: int | None = None, identity_targets: dict | None = None) -> list[dict]:
     """One row per generated image: its variant, face, prompt, seed, file and both scores; with
     ``context_check`` (world models) also the world's ground-truth context figures
-    (:mod:`.world_check`). ``known_references``: (image, embedding) of reference photos already
-    read (:func:`check_references`); the others are read here."""
+    (:mod:`.world_check`); with ``identity_targets`` (by reference name, :func:`identity_targets`)
+    the face similarity to further photos of the person. ``known_references``: (image, embedding)
+    of reference photos already read (:func:`check_references`); the others are read here."""
     from ..faces import load_analyzer
     from ..images import load_image
     from .clip_scorer import ClipScorer
-    from .metrics import face_similarity, text_alignment
+    from .metrics import largest_face_embedding, similarity_to, text_alignment
 
     scorer = ClipScorer.from_pretrained(clip, allow_download=allow_download)
     analyzer = analyzer or load_analyzer(backend, options)
@@ -506,12 +538,15 @@ def score_records(images_dir: Path, records: list[dict], meaning: dict[str, dict
                 analyzer, info.get("photos") or [info["face"]], max_pixels)
         image = load_image(images_dir / record["files"][0], max_pixels=max_pixels)
         images.append(image)
+        embedding = largest_face_embedding(analyzer, image)
         rows.append({**{k: info[k] for k in ("variant", "method", "face", "prompt")},
                      "identity_start": info.get("identity_start", 0.0),
                      "seed": record["seed"], "file": record["files"][0],
-                     "face_similarity": face_similarity(analyzer, image, references[info["face"]]),
+                     "face_similarity": similarity_to(embedding, references[info["face"]]),
                      "encode_seconds": encode_seconds.get(
                          _timing_key(info["method"], info["encoder"], info.get("photos") or [info["face"]]))})
+        if identity_targets is not None:
+            rows[-1]["identity_similarity"] = similarity_to(embedding, identity_targets[info["face"]])
     for row, value in zip(rows, text_alignment(scorer, images, [r["prompt"] for r in rows], neutral=neutral)):
         row["text_alignment"] = value
     if context_check:
