@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,7 +186,7 @@ def test_identity_photos_score_each_image_against_further_photos_of_its_person(t
     meaning = {f"j{i}": {"variant": "m2", "method": "m2", "encoder": None, "face": ref, "prompt": "S* as a chef"}
                for i, ref in enumerate(references)}
     records = [{"job": "j0", "seed": 0, "files": ["obama2.jpg"]}, {"job": "j1", "seed": 0, "files": ["biden2.jpg"]}]
-    targets = identity_targets(others, references, analyzer)
+    targets = identity_targets(others, {ref: [ref] for ref in references}, analyzer)
     rows = score_records(images, records, meaning, backend="dlib", options=None, clip=str(tiny_clip), neutral="a person",
                          encode_seconds={}, note=lambda m: None, analyzer=analyzer, identity_targets=targets)
 
@@ -220,6 +221,13 @@ def test_identity_photos_need_a_folder_for_every_person_before_anything_is_gener
     assert "identity_similarity" in table
     scores = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").read_text().splitlines()]
     assert len(scores) == 8 and all("identity_similarity" in s for s in scores)
+    # scoring the images again finds each person's folder from what the images record
+    again = run_cli("evaluate", "--images", tmp_path / "out" / "images", "--clip", tiny_clip, "--backend", "dlib",
+                    "--identity-photos", tmp_path / "others", "-o", tmp_path / "again", "--json")
+    assert again.exit_code == 0, again.stderr
+    rescored = [json.loads(line) for line in (tmp_path / "again" / "scores.jsonl").read_text().splitlines()]
+    key = lambda s: (Path(s["face"]).name, s["prompt"], s["seed"])  # noqa: E731
+    assert {key(s): s["identity_similarity"] for s in rescored} == {key(s): s["identity_similarity"] for s in scores}
 
 
 def test_when_every_job_fails_the_error_says_why(tmp_path, faces_dir, tiny_clip, prompts_file):

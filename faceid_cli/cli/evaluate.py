@@ -47,7 +47,7 @@ def evaluate(
     identity_photos: Annotated[Path | None, typer.Option(
         "--identity-photos", exists=True, file_okay=False, metavar="DIR",
         help="Further photos of each person, never given to the encoder: DIR/NAME/ for the reference "
-        "NAME (a photo's name without its ending, or a fused folder's name). Adds a column: the face "
+        "NAME (a photo's name without its ending, or the folder holding its photos). Adds a column: the face "
         "similarity to the mean of their unit embeddings, which compares one reference photo with "
         "several fairly.")] = None,
     images: Annotated[Path | None, typer.Option("--images", exists=True, file_okay=False,

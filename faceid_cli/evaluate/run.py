@@ -261,7 +261,7 @@ def run_evaluation(out: Path, faces: list, prompts: list[str], variants: list[Va
     options = AnalyzerOptions.for_model(analyzer_options, model)
     faces = [Reference.of(face) for face in faces]
     analyzer, references = check_references(faces, backend, options, max_pixels)
-    targets = (identity_targets(identity_photos, [face.name for face in faces], analyzer, max_pixels)
+    targets = (identity_targets(identity_photos, {face.name: list(face.photos) for face in faces}, analyzer, max_pixels)
                if identity_photos is not None else None)
     settings = {"model": model, "steps": steps, "guidance": guidance}
     jobs, meaning = evaluation_jobs(faces, prompts, variants, num_images=num_images, seed=seed, settings=settings)
@@ -424,7 +424,7 @@ def run_on_images(out: Path, folder: Path, *, backend: str = "auto", analyzer_op
                                             "photos", "prompt")}
         records.append({"job": key, "seed": row["seed"], "files": [row["file"]]})
     analyzer = load_analyzer(backend, options)
-    targets = (identity_targets(identity_photos, sorted({row["face"] for row in rows}), analyzer, max_pixels)
+    targets = (identity_targets(identity_photos, {row["face"]: row["photos"] for row in rows}, analyzer, max_pixels)
                if identity_photos is not None else None)
     scored = score_records(folder, records, meaning, backend=backend, options=options, clip=clip or default_clip(model),
                            neutral=neutral, encode_seconds={}, note=note, context_check=is_world(model),
@@ -472,24 +472,39 @@ def read_reference(analyzer, photos, max_pixels: int | None = None) -> tuple[lis
     return images, mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
-def identity_targets(folder, names: list[str], analyzer, max_pixels: int | None = None) -> dict[str, object]:
-    """``--identity-photos``: by reference name, the mean unit embedding of further photos of that
-    person, from ``folder/<person>/`` (the reference photo's stem, or its folder's name). Every
-    person needs photos there; a photo without a face fails, naming it."""
+def identity_targets(folder, people: dict[str, list[str]], analyzer, max_pixels: int | None = None) -> dict[str, object]:
+    """``--identity-photos``: for each person (reference name -> its photos), the mean unit
+    embedding of further photos of them in ``folder/NAME/``, NAME being the reference photo's name
+    without its ending or the folder that holds the reference photos. Every person needs photos
+    there; a photo without a face fails, naming it."""
     from ..images import expand_photos
 
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidArgumentError(f"--identity-photos '{folder}' is not a folder",
                                    "give a folder holding a folder of photos per person")
-    keys = {name: Path(name).name if Path(name).is_dir() else Path(name).stem for name in names}
-    missing = sorted({key for key in keys.values() if not (folder / key).is_dir()
-                      or not expand_photos([str(folder / key)], what="--identity-photos folder")})
+
+    def candidates(name: str, photos: list[str]) -> list[str]:
+        parents = {Path(photo).parent.name for photo in photos}
+        names = [Path(photos[0]).stem] if len(photos) == 1 else []
+        names += [Path(name).name] if Path(name).is_dir() else []
+        return names + sorted(parents)
+
+    def has_photos(key: str) -> bool:
+        return (folder / key).is_dir() and bool(expand_photos([str(folder / key)], what="--identity-photos folder"))
+
+    keys, missing = {}, []
+    for name, photos in people.items():
+        found = [key for key in candidates(name, photos) if has_photos(key)]
+        if found:
+            keys[name] = found[0]
+        else:
+            missing.append(candidates(name, photos)[0])
     if missing:
         shown = ", ".join(f"'{folder / key}'" for key in missing[:3]) + (" ..." if len(missing) > 3 else "")
         raise InvalidArgumentError(f"--identity-photos has no photos of {len(missing)} of the people: {shown}",
                                    "put further photos of each person in a folder named as their reference "
-                                   "(the photo's name without its ending, or its folder's name)")
+                                   "(the photo's name without its ending, or the folder holding the photos)")
     by_key = {key: read_reference(analyzer, expand_photos([str(folder / key)]), max_pixels)[1]
               for key in sorted(set(keys.values()))}
     return {name: by_key[key] for name, key in keys.items()}
