@@ -205,7 +205,7 @@ def test_identity_photos_score_each_image_against_further_photos_of_its_person(t
 
 
 def test_identity_photos_need_a_folder_for_every_person_before_anything_is_generated(tmp_path, faces_dir, tiny_clip,
-                                                                                    prompts_file):
+                                                                                    prompts_file, monkeypatch):
     others = tmp_path / "others" / "obama"
     others.mkdir(parents=True)
     (others / "obama3.jpg").write_bytes((faces_dir / "obama3.jpg").read_bytes())
@@ -228,6 +228,20 @@ def test_identity_photos_need_a_folder_for_every_person_before_anything_is_gener
     rescored = [json.loads(line) for line in (tmp_path / "again" / "scores.jsonl").read_text().splitlines()]
     key = lambda s: (Path(s["face"]).name, s["prompt"], s["seed"])  # noqa: E731
     assert {key(s): s["identity_similarity"] for s in rescored} == {key(s): s["identity_similarity"] for s in scores}
+    # on an 80-column terminal the table gives up the intervals, not the figures: no cell is cut
+    human = run_cli("evaluate", "--images", tmp_path / "out" / "images", "--clip", tiny_clip, "--backend", "dlib",
+                    "--identity-photos", tmp_path / "others", "-o", tmp_path / "human")
+    assert human.exit_code == 0, human.stderr
+    table = {row["variant"]: row for row in csv.DictReader((tmp_path / "human" / "results.csv").open())}
+    assert "…" not in human.stdout, human.stdout
+    row = next(line.split() for line in human.stdout.splitlines() if line.split()[:1] == ["m2"])
+    assert row[1] == f"{float(table['m2']['text_alignment']):.3f}" and row[2].startswith("[")
+    monkeypatch.setenv("COLUMNS", "60")  # too narrow for the intervals: the means alone, whole
+    narrow = run_cli("evaluate", "--images", tmp_path / "out" / "images", "--clip", tiny_clip, "--backend", "dlib",
+                     "--identity-photos", tmp_path / "others", "-o", tmp_path / "narrow")
+    assert narrow.exit_code == 0 and "…" not in narrow.stdout and "intervals are in results.csv" in narrow.stdout
+    row = next(line.split() for line in narrow.stdout.splitlines() if line.split()[:1] == ["m2"])
+    assert row[1] == f"{float(table['m2']['text_alignment']):.3f}" and not row[2].startswith("[")
 
 
 def test_when_every_job_fails_the_error_says_why(tmp_path, faces_dir, tiny_clip, prompts_file):

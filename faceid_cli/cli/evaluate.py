@@ -163,11 +163,26 @@ def _show(result, out: Path, json_output: bool, what: str) -> None:
         return
     if not result.scored:
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(*table_header(result.summaries["variant"]), title=f"faceid evaluate: {what} (means, 95% intervals)")
-    for row in table_rows(result.summaries["variant"], "variant"):
-        table.add_row(*row)
     console = stdout_console()
+    summary = result.summaries["variant"]
+    header, rows = table_header(summary), table_rows(summary, "variant")
+    # a terminal too narrow for the intervals gets the means whole rather than every cell cut short
+    # (headings wrap at their words; cells never wrap)
+    def widths(rows: list[list[str]]) -> list[int]:
+        columns = zip([max(map(len, h.split()), default=0) for h in header], *[[len(c) for c in r] for r in rows])
+        return [max(column) for column in columns]
+
+    intervals = sum(widths(rows)) + 2 * (len(header) - 1) <= console.width
+    if not intervals:
+        rows = table_rows(summary, "variant", intervals=False)
+    title = "means, 95% intervals" if intervals else "means; the 95% intervals are in results.csv"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"faceid evaluate: {what} ({title})", title_justify="left")
+    for index, (heading, least) in enumerate(zip(header, widths(rows))):
+        table.add_column(heading, min_width=least, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print(f"reports in {out}: " + ", ".join(sorted(p.name for p in result.paths.values())))

@@ -46,14 +46,16 @@ def table_header(summary: Sequence[dict]) -> list[str]:
     return header
 
 
-def table_rows(summary: Sequence[dict], key: str) -> list[list[str]]:
+def table_rows(summary: Sequence[dict], key: str, intervals: bool = True) -> list[list[str]]:
     """Rows of the paper's Table 1: name, text alignment, face similarity, strict face similarity,
-    no-face rate, encode time (and on the world: context shown as asked, reference context
-    copied); means with their 95% intervals."""
+    no-face rate, encode time (and the optional figures: other photos, on the world context shown
+    as asked and reference context copied); means with their 95% intervals (or means alone)."""
 
     def interval(figure: dict | None) -> str:
         if not figure or figure["mean"] is None or figure["mean"] != figure["mean"]:  # NaN: no value
             return "-"
+        if not intervals:
+            return f"{figure['mean']:.3f}"
         return f"{figure['mean']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
 
     optional = _optional(summary)
