@@ -466,6 +466,7 @@ def tokenize(tokenizer, texts: list[str], has_face: list[bool], config: FaceClip
     def words(text: str) -> list[int]:
         return tokenizer(" ".join(text.split()), add_special_tokens=False, verbose=False).input_ids
 
+    offsets: dict[str, int] = {}  # the face word's position after the words before it (the prefix: once)
     for text, face in zip(texts, has_face):
         full, before_face = face_text(text, face, config)
         ids = [bos] + words(full) + [eos]
@@ -474,7 +475,9 @@ def tokenize(tokenizer, texts: list[str], has_face: list[bool], config: FaceClip
             ids[-1] = eos
         eos_positions.append(len(ids) - 1)
         rows.append(ids + [0] * (length - len(ids)))
-        id_position = 1 + len(words(before_face)) if before_face is not None else -1
+        if before_face is not None and before_face not in offsets:
+            offsets[before_face] = 1 + len(words(before_face))
+        id_position = offsets[before_face] if before_face is not None else -1
         ids_positions.append(id_position if id_position < len(ids) - 1 else -1)
     return FaceClipTokens(torch.tensor(rows), torch.tensor(ids_positions), torch.tensor(eos_positions), truncated)
 

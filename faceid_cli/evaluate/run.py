@@ -490,12 +490,17 @@ def identity_targets(folder, people: dict[str, list[str]], analyzer, max_pixels:
         names += [Path(name).name] if Path(name).is_dir() else []
         return names + sorted(parents)
 
-    def has_photos(key: str) -> bool:
-        return (folder / key).is_dir() and bool(expand_photos([str(folder / key)], what="--identity-photos folder"))
+    listed: dict[str, list[Path]] = {}  # each person folder's photos, listed once
+
+    def photos_in(key: str) -> list[Path]:
+        if key not in listed:
+            listed[key] = expand_photos([str(folder / key)], what="--identity-photos folder") \
+                if (folder / key).is_dir() else []
+        return listed[key]
 
     keys, missing = {}, []
     for name, photos in people.items():
-        found = [key for key in candidates(name, photos) if has_photos(key)]
+        found = [key for key in candidates(name, photos) if photos_in(key)]
         if found:
             keys[name] = found[0]
         else:
@@ -505,8 +510,7 @@ def identity_targets(folder, people: dict[str, list[str]], analyzer, max_pixels:
         raise InvalidArgumentError(f"--identity-photos has no photos of {len(missing)} of the people: {shown}",
                                    "put further photos of each person in a folder named as their reference "
                                    "(the photo's name without its ending, or the folder holding the photos)")
-    by_key = {key: read_reference(analyzer, expand_photos([str(folder / key)]), max_pixels)[1]
-              for key in sorted(set(keys.values()))}
+    by_key = {key: read_reference(analyzer, photos_in(key), max_pixels)[1] for key in sorted(set(keys.values()))}
     return {name: by_key[key] for name, key in keys.items()}
 
 

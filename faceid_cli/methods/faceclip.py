@@ -57,9 +57,9 @@ class FaceClipMethod(Method):
         return build_random_faceclip_encoder(dims, TINY_VOCAB_SIZE, TINY_CONTEXT_LENGTH)
 
     def locate_encoder(self, source) -> Path:
-        """A checkpoint folder or file of ours (or a training run's folder or checkpoint), the release's ``face_clip_encoder.pt`` (or a folder
-        holding it and ``unet.pt``), or a Hugging Face repo id (``ByteDance/FaceCLIP``) looked up in
-        the local cache: nothing is downloaded."""
+        """A checkpoint folder or file of ours (or a training run's folder or checkpoint), the
+        release's ``face_clip_encoder.pt`` (or a folder holding it and ``unet.pt``), or a Hugging
+        Face repo id (``ByteDance/FaceCLIP``) looked up in the local cache: nothing is downloaded."""
         from ..train.layout import trained_encoder
 
         path = Path(source)
